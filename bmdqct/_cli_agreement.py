@@ -1,0 +1,7 @@
+"""``bmdqct`` subcommands of the agreement topic (see :mod:`bmdqct.cli`)."""
+
+from __future__ import annotations
+
+
+def register(commands, common) -> None:
+    """Add this topic's subcommands to `commands` (an argparse subparsers action)."""

@@ -1,0 +1,64 @@
+"""The ``bmdqct`` command: one program, argparse subcommands.
+
+Each topic registers its subcommands from a private module ``bmdqct/_cli_<topic>.py``
+that exposes ``register(commands, common)``; heavy imports (TensorFlow, matplotlib)
+happen inside the subcommand functions, so ``bmdqct --help`` starts fast.
+Exit codes: 0 success, 1 a bmdqct error (bad input data), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import BMDQCTError
+
+__all__ = ["main"]
+
+_LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+
+# Topic modules, in the order their subcommands appear in --help.
+_TOPICS = (
+    "_cli_measure",
+    "_cli_io",
+    "_cli_synthetic",
+    "_cli_segment",
+    "_cli_calibration",
+    "_cli_agreement",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bmdqct`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=_LEVELS[min(args.verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except BMDQCTError as err:
+        print(f"bmdqct: error: {err}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (all subcommands)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v for INFO, -vv for DEBUG log messages (stderr)")
+    parser = argparse.ArgumentParser(
+        prog="bmdqct", parents=[common],
+        description="Vertebral trabecular BMD (mg/cm3) from routine and low-dose chest CT.")
+    parser.add_argument("--version", action="version", version=f"bmdqct {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for topic in _TOPICS:
+        importlib.import_module(f"bmdqct.{topic}").register(commands, common)
+    return parser
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
