@@ -1,0 +1,43 @@
+"""Vertebral-body segmentation with a dense 3-D U-Net (the only TensorFlow user).
+
+Importing this subpackage loads TensorFlow; ``import bmdqct`` does not.
+
+>>> from bmdqct.segment import segment_spine           # doctest: +SKIP
+>>> seg = segment_spine(volume)                         # doctest: +SKIP
+>>> seg.classes.names                                   # doctest: +SKIP
+{'T1-T6': 1, 'T7-T12': 2, 'L1-L2': 3}
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner off stderr
+
+from .grid import Prepared, prepare, to_source_grid  # noqa: E402
+from .inference import Segmentation, predict_patches, segment_spine  # noqa: E402
+from .model import (  # noqa: E402
+    DEFAULT_MODEL_PATH,
+    PRESETS,
+    Preset,
+    SpineModel,
+    build_dense_unet3d,
+    build_model,
+    load_model,
+    save_model,
+)
+
+__all__ = [
+    "DEFAULT_MODEL_PATH",
+    "PRESETS",
+    "Preset",
+    "Prepared",
+    "Segmentation",
+    "SpineModel",
+    "build_dense_unet3d",
+    "build_model",
+    "load_model",
+    "predict_patches",
+    "prepare",
+    "save_model",
+    "segment_spine",
+    "to_source_grid",
+]

@@ -1,0 +1,350 @@
+"""The model grid: resampling, body/spine-centred crops and their exact inverse.
+
+A CT (canonical S, P, L, see :mod:`bmdqct.volume`) goes to the network as
+follows, and predictions come back along the same path reversed:
+
+1. **Resample** to the preset's spacing (antialiased: Gaussian prefilter with
+   sigma = (ratio - 1) / 2 source voxels, then linear interpolation), keeping the
+   scan's extent: model voxel centre ``m`` sits at source index
+   ``(m + 0.5) * ratio - 0.5`` along each axis.
+2. **Crop** in-plane: ``"body"`` mode cuts one window centred on the patient's
+   body (found by thresholding, the paper's rule); ``"spine"`` mode shifts
+   every axial slice so that the spine's centre line, found by thresholding bone
+   near the posterior midline and smoothing along z, sits in the middle of the
+   window ("straightened" spine). Shifts are fractional (linear interpolation).
+3. **Scale** HU: clip to the preset's window and map linearly to [-1, 1].
+
+:func:`to_source_grid` maps class probabilities from the crop back onto any
+region of the original grid by the inverse of steps 1-2.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import SegmentationError
+from ..volume import CTVolume
+
+__all__ = ["Prepared", "prepare", "to_source_grid", "scale_hu", "resample_to_model_grid",
+           "spine_centre_line"]
+
+logger = logging.getLogger(__name__)
+
+_BODY_HU = -500.0
+_BONE_HU = 200.0
+# Crop centre relative to the bone centroid (posterior elements pull the
+# centroid backwards; the vertebral body lies in front of it).
+_SPINE_ANTERIOR_SHIFT_MM = 12.0
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A CT on the model grid, cropped, and what is needed to map results back.
+
+    Attributes
+    ----------
+    image : (Z, H, W) float32 ndarray
+        Scaled intensities in [-1, 1] (``scale_hu``), the network's input.
+    hu : (Z, H, W) float32 ndarray
+        The same crop in HU (used for QC and by training augmentation).
+    ratio : (3,) ndarray
+        Model spacing / source spacing along each axis.
+    centre_vox : (Z, 2) ndarray
+        Crop centre (row, column) on each model slice, in model-grid voxels.
+    model_shape : tuple of int
+        Shape of the (uncropped) model grid.
+    source_shape : tuple of int
+    """
+
+    image: np.ndarray = field(repr=False)
+    hu: np.ndarray = field(repr=False)
+    ratio: np.ndarray
+    centre_vox: np.ndarray = field(repr=False)
+    model_shape: tuple
+    source_shape: tuple
+
+
+def scale_hu(hu, window) -> np.ndarray:
+    """Clip HU to ``window = (low, high)`` and scale linearly to [-1, 1] (float32).
+
+    Examples
+    --------
+    >>> scale_hu(np.array([-2000.0, -1000.0, 250.0, 1500.0, 3000.0]), (-1000, 1500)).tolist()
+    [-1.0, -1.0, 0.0, 1.0, 1.0]
+    """
+    low, high = float(window[0]), float(window[1])
+    out = np.clip(np.asarray(hu, dtype=np.float32), low, high)
+    out -= (low + high) / 2
+    out *= 2.0 / (high - low)
+    return out
+
+
+def interpolation_matrix(n_source: int, positions, *, sigma: float = 0.0) -> np.ndarray:
+    """Matrix ``M`` with ``M @ f`` = linear interpolation of ``f`` at `positions`.
+
+    ``f`` is first smoothed with a Gaussian of `sigma` source voxels (truncated
+    at 3 sigma, edges repeated) when ``sigma > 0``. Positions are source indices;
+    those beyond the ends take the end value (``mode="nearest"``).
+
+    Examples
+    --------
+    >>> interpolation_matrix(3, [0.0, 0.25, 2.0]) @ np.array([0.0, 4.0, 8.0])
+    array([0., 1., 8.])
+    """
+    positions = np.clip(np.asarray(positions, dtype=np.float64), 0.0, n_source - 1.0)
+    lower = np.minimum(np.floor(positions).astype(int), max(n_source - 2, 0))
+    frac = positions - lower
+    matrix = np.zeros((len(positions), n_source))
+    rows = np.arange(len(positions))
+    matrix[rows, lower] = 1.0 - frac
+    matrix[rows, np.minimum(lower + 1, n_source - 1)] += frac
+    if sigma > 0.1:
+        radius = int(np.ceil(3.0 * sigma))
+        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+        taps /= taps.sum()
+        blur = np.zeros((n_source, n_source))
+        for offset, tap in zip(range(-radius, radius + 1), taps):
+            cols = np.clip(np.arange(n_source) + offset, 0, n_source - 1)
+            np.add.at(blur, (np.arange(n_source), cols), tap)
+        matrix = matrix @ blur
+    return matrix
+
+
+def _apply_along(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
+    """Apply `matrix` (new, old) along one axis of `array` (BLAS, all cores)."""
+    moved = np.moveaxis(array, axis, -1)
+    out = moved @ matrix.T.astype(np.float32)
+    return np.ascontiguousarray(np.moveaxis(out, -1, axis))
+
+
+def resample_to_model_grid(array, source_spacing, target_spacing, *, order: int = 1,
+                           antialias: bool = True):
+    """Resample an array to a coarser (or finer) axis-aligned grid of the same extent.
+
+    Returns the resampled array and the per-axis ratio ``target / source``.
+    CT values (``order=1``) are interpolated linearly after a Gaussian
+    antialiasing prefilter of sigma ``(ratio - 1) / 2`` source voxels, as
+    separable matrix products along each axis (fast, and exactly linear);
+    labels use ``order=0`` (nearest neighbour) and no prefilter.
+    """
+    source_spacing = np.asarray(source_spacing, dtype=np.float64)
+    ratio = np.asarray(target_spacing, dtype=np.float64) / source_spacing
+    shape = np.maximum(1, np.round(np.asarray(array.shape) / ratio).astype(int))
+    # voxel centre m of the new grid sits at (m + 0.5) * ratio - 0.5 in the old one
+    positions = [(np.arange(n) + 0.5) * r - 0.5 for n, r in zip(shape, ratio)]
+    if order == 0:
+        index = [np.clip(np.round(p).astype(int), 0, n - 1) for p, n in zip(positions, array.shape)]
+        return np.asarray(array)[np.ix_(*index)], ratio
+    out = np.asarray(array, dtype=np.float32)
+    # reduce the largest axes first: each product then works on less data
+    for axis in np.argsort(-np.asarray(array.shape) / shape, kind="stable"):
+        sigma = max(0.0, (ratio[axis] - 1.0) / 2.0) if antialias else 0.0
+        matrix = interpolation_matrix(array.shape[axis], positions[axis], sigma=sigma)
+        out = _apply_along(out, matrix, int(axis))
+    return out, ratio
+
+
+def _body_mask(hu: np.ndarray) -> np.ndarray:
+    """Largest connected body region per scan, holes (lungs) filled slice by slice."""
+    mask = ndimage.binary_opening(hu > _BODY_HU, iterations=2)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    mask = labels == int(np.argmax(sizes))
+    filled = np.empty_like(mask)
+    for k in range(mask.shape[0]):
+        filled[k] = ndimage.binary_fill_holes(mask[k])
+    return filled
+
+
+def _smooth_track(values: np.ndarray, valid: np.ndarray, sigma_vox: float) -> np.ndarray:
+    """Fill gaps by linear interpolation, then a median and a Gaussian filter along z."""
+    z = np.arange(len(values))
+    filled = np.interp(z, z[valid], values[valid])
+    size = max(3, int(round(2.0 * sigma_vox)) | 1)
+    filled = ndimage.median_filter(filled, size=size, mode="nearest")
+    return ndimage.gaussian_filter1d(filled, sigma_vox, mode="nearest")
+
+
+def spine_centre_line(hu: np.ndarray, spacing_mm) -> np.ndarray:
+    """Centre (row, column) of the vertebral column on every axial slice.
+
+    Parameters
+    ----------
+    hu : (Z, Y, X) ndarray
+        Canonical CT in HU (rows anterior to posterior, columns right to left).
+    spacing_mm : (3,) sequence of float
+
+    Returns
+    -------
+    (Z, 2) ndarray
+        Row and column (voxel units) of the crop centre: the centroid of bone
+        within 30 mm of the body's left-right centre in the posterior part of
+        the body, moved 12 mm anteriorly, smoothed along z.
+
+    Raises
+    ------
+    SegmentationError
+        If no bone is found near the posterior midline (no spine in view).
+    """
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    body = _body_mask(hu)
+    n_slices, n_rows, n_cols = hu.shape
+    rows = np.arange(n_rows)[:, None]
+    cols = np.arange(n_cols)[None, :]
+    centre = np.full((n_slices, 2), np.nan)
+    for k in range(n_slices):
+        if body[k].sum() < 100:
+            continue
+        body_rows, body_cols = np.nonzero(body[k])
+        col_mid = body_cols.mean()
+        row_ant, row_post = body_rows.min(), body_rows.max()
+        depth = row_post - row_ant
+        region = (np.abs(cols - col_mid) * spacing[2] < 30.0) & \
+                 (rows > row_ant + 0.35 * depth) & (rows < row_post - 5.0 / spacing[1])
+        weight = np.clip(hu[k] - _BONE_HU, 0.0, 800.0) * (region & body[k])
+        total = weight.sum()
+        if total * spacing[1] * spacing[2] < 20.0 * 100.0:  # < ~20 mm^2 of dense bone
+            continue
+        centre[k] = ((weight * rows).sum() / total, (weight * cols).sum() / total)
+    valid = np.isfinite(centre[:, 0])
+    if valid.sum() < max(3, 0.2 * n_slices):
+        raise SegmentationError(
+            f"no spine found: dense bone near the posterior midline on only {valid.sum()} of "
+            f"{n_slices} slices; expected a CT of the trunk with the spine in view")
+    sigma = 8.0 / spacing[0]
+    out = np.stack([_smooth_track(centre[:, i], valid, sigma) for i in range(2)], axis=1)
+    out[:, 0] -= _SPINE_ANTERIOR_SHIFT_MM / spacing[1]
+    return out
+
+
+def _body_centre(hu: np.ndarray) -> np.ndarray:
+    body = _body_mask(hu)
+    if not body.any():
+        raise SegmentationError("no body found in the scan (nothing above -500 HU)")
+    rows, cols = np.nonzero(body.any(axis=0))
+    return np.array([rows.mean(), cols.mean()])
+
+
+def _crop(array: np.ndarray, centre: np.ndarray, crop_shape, *, order: int, cval: float):
+    """Cut a (Z, H, W) window whose slice k is centred on ``centre[k]``."""
+    height, width = crop_shape
+    grid_r, grid_c = np.meshgrid(np.arange(height) - (height - 1) / 2.0,
+                                 np.arange(width) - (width - 1) / 2.0, indexing="ij")
+    out = np.empty((array.shape[0], height, width), dtype=array.dtype)
+    for k in range(array.shape[0]):
+        coords = np.stack([grid_r + centre[k, 0], grid_c + centre[k, 1]])
+        out[k] = ndimage.map_coordinates(array[k], coords, order=order, mode="constant",
+                                         cval=cval, prefilter=False)
+    return out
+
+
+def prepare(volume: CTVolume, preset, *, labels=None):
+    """Resample, crop and scale a canonical CT for a preset.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        Canonical CT (as returned by :func:`bmdqct.io.load_ct`).
+    preset : Preset
+    labels : (I, J, K) int ndarray, optional
+        Labels on the CT's grid to carry along (training); returned cropped.
+
+    Returns
+    -------
+    Prepared, or (Prepared, ndarray) when `labels` is given.
+    """
+    model_hu, ratio = resample_to_model_grid(volume.hu, volume.spacing, preset.spacing_mm)
+    spacing = np.asarray(preset.spacing_mm)
+    if preset.crop_mode == "spine":
+        centre = spine_centre_line(model_hu, spacing)
+    elif preset.crop_mode == "body":
+        centre = np.repeat(_body_centre(model_hu)[None, :], model_hu.shape[0], axis=0)
+    else:
+        raise ValueError(f"unknown crop_mode {preset.crop_mode!r}; expected 'body' or 'spine'")
+    hu_crop = _crop(model_hu, centre, preset.crop_shape, order=1, cval=-1000.0)
+    prepared = Prepared(scale_hu(hu_crop, preset.hu_window), hu_crop, ratio, centre,
+                        tuple(model_hu.shape), tuple(volume.shape))
+    if labels is None:
+        return prepared
+    model_labels, _ = resample_to_model_grid(labels, volume.spacing, preset.spacing_mm, order=0,
+                                             antialias=False)
+    return prepared, _crop(model_labels, centre, preset.crop_shape, order=0, cval=0)
+
+
+def to_source_grid(probabilities: np.ndarray, prepared: Prepared, *, box=None) -> np.ndarray:
+    """Map crop probabilities ``(Z, H, W, C)`` back onto the source grid.
+
+    The exact inverse of :func:`prepare`'s resampling and crop, with linear
+    interpolation: along z each source slice blends its two nearest model
+    slices; in-plane the (scaled, shifted) mapping is applied as two small
+    interpolation matrices per slice.
+
+    Parameters
+    ----------
+    probabilities : (Z, H, W, C) ndarray
+        Network output on the crop.
+    prepared : Prepared
+    box : tuple of slices, optional
+        Region of the source grid to fill (default: the crop's footprint, see
+        :func:`footprint`). Outside the crop the background class gets 1.
+
+    Returns
+    -------
+    (..., C) float32 ndarray on ``box``.
+    """
+    box = footprint(prepared) if box is None else box
+    n_slices, height, width, n_classes = probabilities.shape
+    starts = np.array([s.start for s in box])
+    shape = tuple(s.stop - s.start for s in box)
+    ratio = prepared.ratio
+    # model coordinates of the box's source voxels, separable per axis
+    mz = (np.arange(shape[0]) + starts[0] + 0.5) / ratio[0] - 0.5
+    my = (np.arange(shape[1]) + starts[1] + 0.5) / ratio[1] - 0.5
+    mx = (np.arange(shape[2]) + starts[2] + 0.5) / ratio[2] - 0.5
+    z_model = np.arange(prepared.centre_vox.shape[0])
+    cy = np.interp(mz, z_model, prepared.centre_vox[:, 0])
+    cx = np.interp(mz, z_model, prepared.centre_vox[:, 1])
+    out = np.zeros(shape + (n_classes,), dtype=np.float32)
+    out[..., 0] = 1.0
+    channels_first = np.moveaxis(np.asarray(probabilities, dtype=np.float32), -1, 1)  # Z,C,H,W
+    for k in range(shape[0]):
+        z = float(np.clip(mz[k], 0.0, n_slices - 1.0))
+        if not -0.5 <= mz[k] <= n_slices - 0.5:
+            continue
+        z0 = min(int(np.floor(z)), max(n_slices - 2, 0))
+        f = z - z0
+        plane = channels_first[z0] * (1.0 - f)
+        if f > 0:
+            plane = plane + channels_first[min(z0 + 1, n_slices - 1)] * f
+        rows = my - cy[k] + (height - 1) / 2.0
+        cols = mx - cx[k] + (width - 1) / 2.0
+        in_rows = np.flatnonzero((rows >= -0.5) & (rows <= height - 0.5))
+        in_cols = np.flatnonzero((cols >= -0.5) & (cols <= width - 0.5))
+        if not len(in_rows) or not len(in_cols):
+            continue
+        w_rows = interpolation_matrix(height, rows[in_rows]).astype(np.float32)
+        w_cols = interpolation_matrix(width, cols[in_cols]).astype(np.float32)
+        mapped = w_rows @ plane @ w_cols.T  # (C, rows, cols)
+        out[k, in_rows[0]:in_rows[-1] + 1, in_cols[0]:in_cols[-1] + 1] = np.moveaxis(mapped, 0, -1)
+    return out
+
+
+def footprint(prepared: Prepared, *, margin_vox: int = 1) -> tuple:
+    """Bounding box (slices of the source grid) of the region the crop covers."""
+    ratio = prepared.ratio
+    half = (np.asarray(prepared.image.shape[1:]) - 1) / 2.0
+    lo = (prepared.centre_vox - half).min(axis=0)
+    hi = (prepared.centre_vox + half).max(axis=0)
+    box = [slice(0, prepared.source_shape[0])]
+    for axis, (a, b) in enumerate(zip(lo, hi), start=1):
+        start = int(np.floor((a + 0.5) * ratio[axis] - 0.5)) - margin_vox
+        stop = int(np.ceil((b + 0.5) * ratio[axis] - 0.5)) + 1 + margin_vox
+        box.append(slice(max(0, start), min(prepared.source_shape[axis], stop)))
+    return tuple(box)

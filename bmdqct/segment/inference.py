@@ -1,0 +1,157 @@
+"""Sliding-window inference of the spine model on a whole CT."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import SegmentationError
+from ..levels import SEGMENTATION_CLASSES
+from ..volume import CTVolume, LabelVolume
+from .grid import footprint, prepare, to_source_grid
+from .model import SpineModel, load_model
+
+__all__ = ["Segmentation", "segment_spine", "predict_patches"]
+
+logger = logging.getLogger(__name__)
+
+CLASS_NAMES = {name: cid for cid, name in SEGMENTATION_CLASSES.items() if cid}
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """The network's answer on the CT's own grid.
+
+    Attributes
+    ----------
+    classes : LabelVolume
+        0 background, 1 T1-T6, 2 T7-T12, 3 L1-L2 (names ``{"T1-T6": 1, ...}``).
+    confidence : (I, J, K) float32 ndarray
+        Probability of the assigned class in every voxel.
+    model_id : str
+        Identity of the weights that produced it.
+    """
+
+    classes: LabelVolume
+    confidence: np.ndarray = field(repr=False)
+    model_id: str
+
+
+def _window_weights(depth: int) -> np.ndarray:
+    """Tent weights along z so overlapping windows blend smoothly (never exactly 0)."""
+    ramp = np.minimum(np.arange(depth) + 1, depth - np.arange(depth)).astype(np.float32)
+    return ramp / ramp.max()
+
+
+def predict_patches(model: SpineModel, image: np.ndarray, *, overlap: float = 0.5,
+                    batch_size: int = 2, progress: bool = False) -> np.ndarray:
+    """Class probabilities for a prepared crop, by overlapping windows along z.
+
+    Parameters
+    ----------
+    model : SpineModel
+    image : (Z, H, W) float32 ndarray
+        Scaled crop (:attr:`Prepared.image`).
+    overlap : float
+        Fraction of a window shared with the next one, in [0, 1).
+
+    Returns
+    -------
+    (Z, H, W, C) float32 ndarray
+        Probabilities blended with tent weights along z.
+    """
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
+    depth = model.network.input_shape[1]
+    n_slices = image.shape[0]
+    padded = image
+    if n_slices < depth:  # pad short scans with air
+        padded = np.full((depth, *image.shape[1:]), -1.0, dtype=np.float32)
+        padded[:n_slices] = image
+    step = max(1, int(round(depth * (1.0 - overlap))))
+    starts = list(range(0, padded.shape[0] - depth + 1, step))
+    if starts[-1] != padded.shape[0] - depth:
+        starts.append(padded.shape[0] - depth)
+    weights = _window_weights(depth)[:, None, None, None]
+    total = np.zeros(padded.shape + (model.network.output_shape[-1],), dtype=np.float32)
+    norm = np.zeros((padded.shape[0], 1, 1, 1), dtype=np.float32)
+    batches = [starts[i:i + batch_size] for i in range(0, len(starts), batch_size)]
+    for batch in tqdm(batches, disable=not progress, desc="segment", unit="batch"):
+        x = np.stack([padded[s:s + depth] for s in batch])[..., None]
+        y = np.asarray(model.network(x, training=False))
+        for s, probs in zip(batch, y):
+            total[s:s + depth] += probs * weights
+            norm[s:s + depth] += weights
+    return (total / norm)[:n_slices]
+
+
+def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_size: int = 2,
+                  progress: bool = False) -> Segmentation:
+    """Segment the vertebral bodies of a CT into T1-T6, T7-T12 and L1-L2.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        Canonical CT in HU (:func:`bmdqct.io.load_ct`).
+    model : SpineModel or path, optional
+        Default: the shipped weights (:data:`~bmdqct.segment.model.DEFAULT_MODEL_PATH`),
+        loaded once per process.
+    overlap : float
+        Overlap of neighbouring windows along the body axis.
+    batch_size : int
+        Windows per network call.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Segmentation
+        Classes and confidence on the CT's own grid.
+
+    Raises
+    ------
+    SegmentationError
+        If no spine is found or the model finds no vertebral body.
+    """
+    if not isinstance(model, SpineModel):
+        model = load_model(model if model is None else Path(model))
+    _use_all_cores()
+    prepared = prepare(volume, model.preset)
+    probabilities = predict_patches(model, prepared.image, overlap=overlap,
+                                    batch_size=batch_size, progress=progress)
+    box = footprint(prepared)
+    source = to_source_grid(probabilities, prepared, box=box)
+    classes = np.zeros(volume.shape, dtype=np.int16)
+    confidence = np.ones(volume.shape, dtype=np.float32)
+    classes[box] = np.argmax(source, axis=-1)
+    confidence[box] = np.max(source, axis=-1)
+    if not classes.any():
+        raise SegmentationError(
+            f"the model ({model.model_id}) found no vertebral body in this CT "
+            f"(source {volume.metadata.get('source')}); expected a CT of the trunk with the "
+            "thoracic or lumbar spine in view")
+    labels = LabelVolume(classes, volume.affine, CLASS_NAMES)
+    return Segmentation(labels, confidence, model.model_id)
+
+
+_CORES_SET = False
+
+
+def _use_all_cores() -> None:
+    """Let TensorFlow use every core (once per process; TF refuses later changes)."""
+    global _CORES_SET
+    if _CORES_SET:
+        return
+    import tensorflow as tf
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cores or 0)
+    except RuntimeError:  # already initialised by an earlier TensorFlow call
+        pass
+    _CORES_SET = True

@@ -1,0 +1,223 @@
+"""Tests of the dense U-Net builder, the model grid and sliding-window inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("tensorflow").keras
+
+from bmdqct.errors import SegmentationError  # noqa: E402
+from bmdqct.segment import (  # noqa: E402
+    PRESETS,
+    SpineModel,
+    build_dense_unet3d,
+    build_model,
+    predict_patches,
+    segment_spine,
+)
+from bmdqct.segment.grid import (  # noqa: E402
+    footprint,
+    prepare,
+    resample_to_model_grid,
+    scale_hu,
+    spine_centre_line,
+    to_source_grid,
+)
+from bmdqct.segment.model import Preset, load_model, save_model  # noqa: E402
+from bmdqct.segment.train import dice_loss, dice_scores  # noqa: E402
+from bmdqct.volume import CTVolume  # noqa: E402
+
+
+def toy_trunk(spacing=(2.5, 0.8, 0.8), shape=(60, 240, 240), shift_mm=(0.0, 0.0)):
+    """An elliptic trunk (soft tissue) with a column of bony 'bodies' separated by discs.
+
+    Returns the CT and a boolean mask of the bodies. The spine sits 40 mm behind
+    the trunk's centre, like a real one, optionally shifted by `shift_mm` (row, col).
+    """
+    sz, sy, sx = spacing
+    z, y, x = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, spacing)), indexing="ij")
+    cy, cx = shape[1] * sy / 2, shape[2] * sx / 2
+    hu = np.full(shape, -1000.0, dtype=np.float32)
+    trunk = ((y - cy) / 80.0) ** 2 + ((x - cx) / 110.0) ** 2 <= 1.0
+    hu[trunk] = 40.0
+    sy0, sx0 = cy + 20.0 + shift_mm[0], cx + shift_mm[1]
+    body = ((y - sy0) / 14.0) ** 2 + ((x - sx0) / 18.0) ** 2 <= 1.0
+    bodies = body & ((z % 30.0) < 24.0) & (z > 10) & (z < shape[0] * sz - 10)
+    hu[bodies] = 300.0
+    # posterior elements: a bony bar behind each body (not part of the truth)
+    hu[((y - sy0 - 26.0) / 5.0) ** 2 + ((x - sx0) / 12.0) ** 2 <= 1.0] = 500.0
+    return CTVolume.from_spacing(hu, spacing), bodies
+
+
+def threshold_model(preset: Preset, threshold_hu=150.0) -> SpineModel:
+    """A fixed 'network' that calls every voxel above `threshold_hu` class 3 (L1-L2)."""
+    depth = preset.patch_depth
+    inputs = keras.Input((depth, *preset.crop_shape, 1))
+    logits = keras.layers.Conv3D(4, 1, name="fixed")(inputs)
+    outputs = keras.layers.Softmax()(logits)
+    network = keras.Model(inputs, outputs)
+    scaled = float(scale_hu(np.array([threshold_hu]), preset.hu_window)[0])
+    kernel = np.zeros((1, 1, 1, 1, 4), dtype=np.float32)
+    kernel[..., 3] = 200.0
+    bias = np.array([0.0, -50.0, -50.0, -200.0 * scaled], dtype=np.float32)
+    network.get_layer("fixed").set_weights([kernel, bias])
+    return SpineModel(network, preset, {}, "threshold-test")
+
+
+def test_build_dense_unet3d_shapes_and_softmax():
+    model = build_dense_unet3d((16, 16, 16, 1), layers_per_level=(1, 2, 2), growth_rate=8,
+                               base_filters=4)
+    x = np.random.default_rng(0).normal(size=(1, 16, 16, 16, 1)).astype(np.float32)
+    y = np.asarray(model(x))
+    assert y.shape == (1, 16, 16, 16, 4)
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-5)
+    # dense blocks: the first block's output holds the stem's 4 maps plus 1 x growth rate
+    assert model.get_layer("enc0_concat0").output.shape[-1] == 4 + 8
+
+
+def test_build_dense_unet3d_rejects_indivisible_shape():
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*2 = 4"):
+        build_dense_unet3d((30, 32, 32, 1), layers_per_level=(1, 1, 1))
+
+
+@pytest.mark.parametrize("name, params, shape", [
+    ("pan2020", 669_812, (None, 64, 160, 160, 1)),  # design notes: 668 k parameters
+    ("cpu-fast", 437_556, (None, 64, 64, 64, 1)),
+])
+def test_presets_build(name, params, shape):
+    model = build_model(name)
+    assert model.network.count_params() == params
+    assert model.network.input_shape == shape
+    assert model.network.output_shape == shape[:-1] + (4,)
+
+
+@pytest.mark.slow
+def test_pan2020_preset_runs_on_a_patch():
+    model = build_model("pan2020")
+    x = np.zeros((1, 64, 160, 160, 1), dtype=np.float32)
+    y = np.asarray(model.network(x, training=False))
+    assert y.shape == (1, 64, 160, 160, 4)
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_scale_hu_window():
+    np.testing.assert_array_equal(scale_hu(np.array([-3000.0, 250.0, 9000.0]), (-1000, 1500)),
+                                  [-1.0, 0.0, 1.0])
+
+
+def test_resample_keeps_extent_and_positions():
+    # a ramp equal to the source index: model voxel m must read (m + 0.5) * 2 - 0.5,
+    # the source index of its centre (linear interpolation of a linear function)
+    array = np.broadcast_to(np.arange(40.0)[:, None, None], (40, 4, 4))
+    out, ratio = resample_to_model_grid(array, (1.0, 1.0, 1.0), (2.0, 1.0, 1.0), antialias=False)
+    assert out.shape == (20, 4, 4)
+    np.testing.assert_array_equal(ratio, [2.0, 1.0, 1.0])
+    np.testing.assert_allclose(out[:-1, 0, 0], (np.arange(19) + 0.5) * 2 - 0.5, atol=1e-5)
+
+
+def test_resample_antialiasing_keeps_mean():
+    array = np.random.default_rng(1).normal(100.0, 30.0, size=(30, 60, 60)).astype(np.float32)
+    out, _ = resample_to_model_grid(array, (1.0, 0.7, 0.7), (2.0, 2.0, 2.0))
+    assert out.mean() == pytest.approx(100.0, abs=1.0)
+    assert out.std() < 30.0 / 2  # averaging over ~ 2 x 2.9 x 2.9 voxels lowers the noise
+
+
+def test_prepare_and_inverse_round_trip_of_labels():
+    volume, bodies = toy_trunk(shift_mm=(6.0, -9.0))
+    preset = PRESETS["cpu-fast"]
+    prepared, crop_labels = prepare(volume, preset, labels=bodies.astype(np.int16))
+    assert prepared.image.shape == (round(volume.shape[0] * 2.5 / 2), 64, 64)
+    onehot = np.eye(4, dtype=np.float32)[np.where(crop_labels > 0, 3, 0)]
+    box = footprint(prepared)
+    back = np.argmax(to_source_grid(onehot, prepared, box=box), axis=-1) == 3
+    mapped = np.zeros_like(bodies)
+    mapped[box] = back
+    dice = 2 * (mapped & bodies).sum() / (mapped.sum() + bodies.sum())
+    # 2 mm model voxels against 0.8 x 0.8 x 2.5 mm source voxels: boundary error
+    # of about half a model voxel on bodies ~28 x 36 x 24 mm
+    assert dice > 0.9
+
+
+def test_spine_centre_line_follows_the_spine():
+    volume, bodies = toy_trunk(shift_mm=(10.0, 15.0))
+    model_hu, _ = resample_to_model_grid(volume.hu, volume.spacing, (2.0, 2.0, 2.0))
+    centre = spine_centre_line(model_hu, (2.0, 2.0, 2.0))
+    # model voxel m is centred at (m + 0.5) * 2 - 0.4 mm; the body's centre is at
+    # 111 mm (column) and 126 mm (row). The bone centroid includes the posterior
+    # bar (26 mm behind), then moves 12 mm anteriorly: within 8 voxels of the body.
+    to_model = lambda mm: (mm + 0.4) / 2 - 0.5  # noqa: E731
+    assert np.median(centre[:, 1]) == pytest.approx(to_model(111.0), abs=0.5)
+    assert abs(np.median(centre[:, 0]) - to_model(126.0)) < 8.0
+
+
+def test_spine_centre_line_requires_bone():
+    volume, _ = toy_trunk()
+    soft = np.minimum(np.asarray(volume.hu), 40.0)
+    with pytest.raises(SegmentationError, match="no spine found"):
+        spine_centre_line(soft, volume.spacing)
+
+
+def test_predict_patches_blends_windows():
+    preset = Preset("tiny", (2.0, 2.0, 2.0), (16, 16), "spine", 16, layers_per_level=(1, 1))
+    model = threshold_model(preset)
+    image = np.linspace(-1, 1, 40 * 16 * 16, dtype=np.float32).reshape(40, 16, 16)
+    probs = predict_patches(model, image, overlap=0.5)
+    assert probs.shape == (40, 16, 16, 4)
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+    single = np.asarray(model.network(image[None, :16, ..., None]))[0]
+    np.testing.assert_allclose(probs[:16], single, atol=1e-5)  # a pointwise model: exact
+    with pytest.raises(ValueError, match="overlap"):
+        predict_patches(model, image, overlap=1.0)
+
+
+def test_segment_spine_maps_back_to_the_ct_grid():
+    volume, bodies = toy_trunk(shift_mm=(-5.0, 8.0))
+    model = threshold_model(PRESETS["cpu-fast"])
+    seg = segment_spine(volume, model)
+    assert seg.classes.shape == volume.shape
+    np.testing.assert_array_equal(seg.classes.affine, volume.affine)
+    assert seg.model_id == "threshold-test"
+    found = seg.classes.labels == 3
+    # the threshold model also finds the posterior bar; compare within the bodies' columns
+    dice = 2 * (found & bodies).sum() / ((found & ~_bars(volume)).sum() + bodies.sum())
+    assert dice > 0.9
+    assert seg.confidence.shape == volume.shape
+    assert 0.5 <= seg.confidence.min() and seg.confidence.max() <= 1.0
+
+
+def _bars(volume):
+    return np.asarray(volume.hu) == 500.0
+
+
+def test_segment_spine_without_bone_raises():
+    volume, _ = toy_trunk()
+    soft = volume.with_hu(np.minimum(np.asarray(volume.hu), 40.0))
+    with pytest.raises(SegmentationError, match="no spine found"):
+        segment_spine(soft, threshold_model(PRESETS["cpu-fast"]))
+
+
+def test_dice_loss_and_scores():
+    y = np.eye(4, dtype=np.float32)[np.array([[0, 1], [2, 3]])][None]
+    assert float(dice_loss(y, y)) == pytest.approx(0.0, abs=1e-6)
+    assert float(dice_loss(y, np.full_like(y, 0.25))) > 0.3
+    scores = dice_scores(np.array([1, 1, 0]), np.array([1, 0, 0]), classes=(1, 2))
+    assert scores[1] == pytest.approx(2 / 3)
+    assert np.isnan(scores[2])  # absent from both
+
+
+def test_save_and_load_model_round_trip(tmp_path):
+    preset = Preset("tiny", (2.0, 2.0, 2.0), (16, 16), "spine", 16, layers_per_level=(1, 1))
+    model = build_model(preset)
+    path = save_model(model, tmp_path / "m.keras")
+    loaded = load_model(path)
+    assert loaded.preset == preset
+    assert loaded.model_id.startswith("tiny-")
+    x = np.zeros((1, 16, 16, 16, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded.network(x), model.network(x), atol=1e-6)
+    assert load_model(path) is loaded  # loaded once per process
+
+
+def test_load_model_missing_file(tmp_path):
+    with pytest.raises(SegmentationError, match="not found"):
+        load_model(tmp_path / "absent.keras")
