@@ -25,6 +25,8 @@ from .errors import (
     SegmentationError,
 )
 from .volume import CTVolume, LabelVolume, to_canonical
+from .io import SeriesInfo, list_series, load_ct, load_labels, write_dicom_series, write_nifti
+from .preprocess import clip_hu, resample, resample_like
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,15 @@ __all__ = [
     "CTVolume",
     "LabelVolume",
     "to_canonical",
+    "SeriesInfo",
+    "list_series",
+    "load_ct",
+    "load_labels",
+    "write_dicom_series",
+    "write_nifti",
+    "clip_hu",
+    "resample",
+    "resample_like",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

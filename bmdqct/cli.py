@@ -47,12 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (all subcommands)."""
+    verbose_help = "-v for INFO, -vv for DEBUG log messages (stderr)"
+    # subcommands get their own -v; SUPPRESS keeps `bmdqct -v info X` from being reset to 0
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0,
-                        help="-v for INFO, -vv for DEBUG log messages (stderr)")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help=verbose_help)
     parser = argparse.ArgumentParser(
-        prog="bmdqct", parents=[common],
+        prog="bmdqct",
         description="Vertebral trabecular BMD (mg/cm3) from routine and low-dose chest CT.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=verbose_help)
     parser.add_argument("--version", action="version", version=f"bmdqct {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for topic in _TOPICS:
