@@ -257,8 +257,8 @@ _CACHE: dict[str, SpineModel] = {}
 def load_model(path=None) -> SpineModel:
     """Load a trained model; ``None`` loads the shipped default weights.
 
-    A model is loaded once per process and path, so a batch run never holds two
-    copies of the same network.
+    A model is loaded once per process and file (path and modification time),
+    so a batch run never holds two copies of the same network.
 
     Raises
     ------
@@ -266,7 +266,7 @@ def load_model(path=None) -> SpineModel:
         If the file or its ``.json`` preset sidecar is missing or unreadable.
     """
     path = Path(path) if path is not None else DEFAULT_MODEL_PATH
-    key = str(path.resolve())
+    key = f"{path.resolve()}:{path.stat().st_mtime_ns if path.is_file() else 0}"
     if key in _CACHE:
         return _CACHE[key]
     sidecar = path.with_suffix(".json")

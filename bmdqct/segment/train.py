@@ -31,10 +31,10 @@ from tensorflow import keras
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..levels import SEGMENTATION_CLASSES, level_name, segmentation_class
+from ..levels import SEGMENTATION_CLASSES, segmentation_class
 from .grid import prepare, scale_hu
 from .inference import predict_patches
-from .model import PRESETS, Preset, SpineModel, build_model, save_model
+from .model import PRESETS, Preset, SpineModel, build_model, load_model, save_model
 
 __all__ = ["TrainingConfig", "dice_loss", "dice_scores", "train", "synthetic_training_scan",
            "prepare_case", "load_folder_cases"]
@@ -54,7 +54,7 @@ class TrainingConfig:
     evaluation scripts use seeds from 50000 on, which training never sees.
     """
 
-    preset: str = "cpu-fast"
+    preset: str | Preset = "cpu-fast"
     n_synthetic: int = 200
     synthetic_seed_start: int = 10000
     n_validation: int = 6
@@ -68,6 +68,7 @@ class TrainingConfig:
     lr_factor: float = 0.5
     lr_patience: int = 3
     seed: int = 0
+    workers: int = 2
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,7 +127,7 @@ def synthetic_training_scan(seed: int):
     above L2), grid (0.7-2.0 mm pixels, 1-3 mm slices), kVp, dose, densities,
     rib count and anomalies, so the network sees what users' scans hold.
     """
-    from ..synthetic import synthesize_ldct
+    from ..synthetic.subject import synthesize_ldct
 
     rng = np.random.default_rng([seed, 7])
     cranial = str(rng.choice(["C6", "C7", "T1", "T2", "T3", "T5"]))
@@ -138,7 +139,8 @@ def synthetic_training_scan(seed: int):
         slice_mm=float(rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0])),
         kvp=float(rng.choice([80.0, 100.0, 120.0, 120.0])),
         noise_hu=float(rng.uniform(15, 60)),
-        density_mg_cm3=float(rng.uniform(30, 240)),
+        # half the scans: the population's level profile; half: one density, 30-240
+        density_mg_cm3=None if rng.random() < 0.5 else float(rng.uniform(30, 240)),
         n_rib_pairs=int(rng.choice([11, 12, 12, 12, 12, 12, 12, 13])),
     )
     if rng.random() < 0.15:
@@ -151,7 +153,7 @@ def synthetic_training_scan(seed: int):
     return volume, np.asarray(truth.classes.labels)
 
 
-def _classes_from_levels(labels, scheme) -> np.ndarray:
+def _classes_from_levels(labels) -> np.ndarray:
     """Map a per-level VerSe label array onto the four segmentation classes."""
     out = np.zeros(labels.shape, dtype=np.uint8)
     for name, lid in labels.names.items():
@@ -188,7 +190,7 @@ def load_folder_cases(folder, *, scheme: str = "verse") -> list[tuple[str, objec
                              f"labels {segs}")
         volume = load_ct(cts[0])
         labels = load_labels(segs[0], like=volume, scheme=scheme)
-        cases.append((case_dir.name, volume, _classes_from_levels(labels, scheme)))
+        cases.append((case_dir.name, volume, _classes_from_levels(labels)))
     if not cases:
         raise InputError(f"training data folder {folder} holds no case folders")
     return cases
@@ -297,7 +299,7 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
     SpineModel
         The best model.
     """
-    preset = PRESETS[config.preset]
+    preset = config.preset if isinstance(config.preset, Preset) else PRESETS[config.preset]
     output, checkpoint_dir = Path(output), Path(checkpoint_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else checkpoint_dir / "cache"
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -305,9 +307,11 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
     ckpt, state_file = checkpoint_dir / "checkpoint.keras", checkpoint_dir / "state.json"
 
     train_cases = _load_training_cases(config, preset, cache_dir, progress)
+    val_seeds = range(config.validation_seed_start,
+                      config.validation_seed_start + config.n_validation)
+    _fill_cache(val_seeds, preset, cache_dir, workers=config.workers, progress=progress)
     val_cases = [_cached(cache_dir, f"{preset.name}-syn-{s}", lambda s=s: _synthetic_case(s, preset))
-                 for s in range(config.validation_seed_start,
-                                config.validation_seed_start + config.n_validation)]
+                 for s in val_seeds] or train_cases[:2]
 
     if resume and ckpt.is_file() and state_file.is_file():
         state = json.loads(state_file.read_text())
@@ -322,7 +326,6 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
         state = {"epoch": 0, "best_dice": -1.0, "wait": 0, "lr": config.learning_rate,
                  "history": [], "seconds": 0.0}
     model = SpineModel(network, preset, {}, "")
-    best = None
     while state["epoch"] < config.epochs:
         started = time.perf_counter()
         losses = []
@@ -347,8 +350,7 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
             info = {"training": config.to_dict(), "epoch": state["epoch"],
                     "validation_dice": dice, "training_seconds": round(state["seconds"], 1),
                     "history": state["history"]}
-            best = replace(model, info=info)
-            save_model(best, output)
+            save_model(replace(model, info=info), output)
         else:
             state["wait"] += 1
             if state["wait"] >= config.lr_patience:
@@ -361,16 +363,43 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
         network.save(ckpt.with_name("checkpoint.tmp.keras"))
         ckpt.with_name("checkpoint.tmp.keras").replace(ckpt)
         state_file.write_text(json.dumps(state, indent=1))
-    from .model import load_model
+    return load_model(output)  # the best epoch's weights, not the last
 
-    return load_model(output) if best is None else best
+
+def _build_cache_entry(seed: int, preset: Preset, cache_dir: str) -> None:
+    _cached(Path(cache_dir), f"{preset.name}-syn-{seed}", lambda: _synthetic_case(seed, preset))
+
+
+def _fill_cache(seeds, preset: Preset, cache_dir: Path, *, workers: int, progress: bool) -> None:
+    """Build missing synthetic cache entries, in `workers` processes."""
+    missing = [s for s in seeds if not (cache_dir / f"{preset.name}-syn-{s}.npz").is_file()]
+    if not missing:
+        return
+    bar = tqdm(total=len(missing), disable=not progress, desc="synthetic scans", unit="scan")
+    if workers <= 1:
+        for seed in missing:
+            _build_cache_entry(seed, preset, str(cache_dir))
+            bar.update()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(_build_cache_entry, s, preset, str(cache_dir))
+                       for s in missing]
+            for future in futures:
+                future.result()
+                bar.update()
+    bar.close()
 
 
 def _load_training_cases(config: TrainingConfig, preset: Preset, cache_dir: Path,
                          progress: bool) -> list[dict]:
     seeds = range(config.synthetic_seed_start, config.synthetic_seed_start + config.n_synthetic)
+    _fill_cache(seeds, preset, cache_dir, workers=config.workers, progress=progress)
     cases = [_cached(cache_dir, f"{preset.name}-syn-{s}", lambda s=s: _synthetic_case(s, preset))
-             for s in tqdm(seeds, disable=not progress, desc="synthetic scans", unit="scan")]
+             for s in seeds]
     for folder in config.data_dirs:
         for name, volume, classes in load_folder_cases(folder, scheme=config.label_scheme):
             key = f"{preset.name}-dir-{Path(folder).name}-{name}"
