@@ -30,6 +30,22 @@ from .preprocess import clip_hu, resample, resample_like
 
 __version__ = "0.1.0"
 
+# Exported lazily (PEP 562): these modules pull in scipy.stats / statsmodels, and
+# ``import bmdqct`` should stay well under a second.
+_LAZY = {
+    **{name: "calibration" for name in (
+        "Calibration", "read_calibration", "read_certificate", "calibrate_phantom",
+        "fit_phantom", "select_calibration", "add_to_store", "calibration_history",
+        "fit_paired_calibration", "convert_mineral")},
+    **{name: "agreement" for name in (
+        "bland_altman", "bland_altman_regression", "bland_altman_replicates",
+        "linear_regression", "deming_regression", "passing_bablok", "concordance_correlation",
+        "icc", "precision_error", "roc_analysis", "threshold_roc", "delong_test",
+        "diagnostic_accuracy", "threshold_accuracy", "proportion", "confusion_matrix",
+        "cohens_kappa", "dice", "labeling_accuracy", "stratify", "results_table",
+        "ThresholdTask", "OSTEOPOROSIS", "LOW_BMD")},
+}
+
 __all__ = [
     "__version__",
     "BMDQCTError",
@@ -57,4 +73,21 @@ __all__ = [
     "resample_like",
 ]
 
+__all__ += sorted(_LAZY)
+
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bmdqct' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
