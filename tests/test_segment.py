@@ -123,11 +123,13 @@ def test_resample_antialiasing_keeps_mean():
     assert out.std() < 30.0 / 2  # averaging over ~ 2 x 2.9 x 2.9 voxels lowers the noise
 
 
-def test_prepare_and_inverse_round_trip_of_labels():
+@pytest.mark.parametrize("name", ["cpu-fast", "pan2020"])
+def test_prepare_and_inverse_round_trip_of_labels(name):
     volume, bodies = toy_trunk(shift_mm=(6.0, -9.0))
-    preset = PRESETS["cpu-fast"]
+    preset = PRESETS[name]
     prepared, crop_labels = prepare(volume, preset, labels=bodies.astype(np.int16))
-    assert prepared.image.shape == (round(volume.shape[0] * 2.5 / 2), 64, 64)
+    depth = round(volume.shape[0] * 2.5 / preset.spacing_mm[0])
+    assert prepared.image.shape == (depth, *preset.crop_shape)
     onehot = np.eye(4, dtype=np.float32)[np.where(crop_labels > 0, 3, 0)]
     box = footprint(prepared)
     back = np.argmax(to_source_grid(onehot, prepared, box=box), axis=-1) == 3
@@ -221,3 +223,30 @@ def test_save_and_load_model_round_trip(tmp_path):
 def test_load_model_missing_file(tmp_path):
     with pytest.raises(SegmentationError, match="not found"):
         load_model(tmp_path / "absent.keras")
+
+
+def test_segment_command_writes_classes_on_the_input_grid(tmp_path, capsys):
+    import json
+
+    from bmdqct.cli import main
+    from bmdqct.io import load_labels, write_nifti
+
+    volume, bodies = toy_trunk(shift_mm=(0.0, 5.0))
+    write_nifti(volume, tmp_path / "ct.nii.gz")
+    model_path = save_model(threshold_model(PRESETS["cpu-fast"]), tmp_path / "threshold.keras")
+    code = main(["segment", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "out"),
+                 "--model", str(model_path)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["voxels_per_class"]["L1-L2"] > bodies.sum() * 0.9
+    classes = load_labels(tmp_path / "out" / "classes.nii.gz")
+    assert classes.shape == volume.shape
+    np.testing.assert_allclose(classes.affine, volume.affine, atol=1e-4)
+    assert (tmp_path / "out" / "confidence.nii.gz").is_file()
+
+
+def test_segment_command_reports_missing_input(tmp_path, capsys):
+    from bmdqct.cli import main
+
+    assert main(["segment", str(tmp_path / "absent.nii.gz"), "-o", str(tmp_path)]) == 1
+    assert "absent.nii.gz" in capsys.readouterr().err
