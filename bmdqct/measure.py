@@ -1,0 +1,685 @@
+"""From a CT to the report a radiologist reads: BMD of T12, L1, L2 and the ACR category.
+
+:func:`measure` runs the whole pipeline on one scan::
+
+    load_ct -> segment_spine (or an external label map) -> label_vertebrae
+    -> vertebral_body_voi per level -> VOI statistics -> Calibration.apply
+    -> exclusion checks -> diagnose (L1-L2 mean, substitution, ACR category)
+
+and returns a frozen :class:`Result`. Without a calibration the result holds
+HU only and says so (``no_calibration`` flag, no category).
+
+Exclusion checks per measured level (each excluded level carries its reason
+and a ``excluded`` flag; :func:`bmdqct.classify.diagnose` then substitutes):
+
+* **partial** — the body touches the scan's edge (never measured);
+* **fracture-like height loss** — the body's middle height (on its sagittal
+  midplane, :attr:`bmdqct.labeling.LevelInfo.heights_mm`) is below 90 % of
+  its labelled neighbours' middle heights. Genant's semiquantitative grade 1
+  starts at a 20-25 % loss of the anterior, middle or posterior height; the
+  middle height is the one a binary body mask measures most reliably (the
+  anterior and posterior edges are rounded and tilted), and wedge and
+  biconcave fractures both lower it. On synthetic scans (30 wedge fractures
+  with 25-42 % anterior loss, 90 normal bodies, 1-3 mm slices, scoliosis up
+  to 9 degrees) the ratio was 0.65-0.85 for fractures and 0.94-1.12 for
+  normal bodies;
+* **focal sclerosis** — at least 2 % of the VOI's voxels exceed the VOI median
+  by more than max(200 HU, 5 robust SD): a bone island or sclerotic lesion
+  inside the VOI;
+* **failed QC** — VOI smaller than 500 mm³, the VOI could not be placed, or
+  the segmentation's mean confidence in the body is below 0.5.
+
+Differences of more than 30 mg/cm³ between a level and both its measured
+neighbours raise an ``inter_level_outlier`` flag without excluding anything.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import platform
+import time
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .classify import ACR_THRESHOLDS_MG_CM3, DEFAULT_SUBSTITUTES, BMDCategory, Diagnosis, diagnose, select_levels
+from .errors import CalibrationError, InputError, MeasurementError
+from .labeling import QCFlag, VertebraLabels, label_vertebrae, level_steps, vertebra_labels_from_map
+from .levels import SEGMENTATION_CLASSES, level_index
+from .voi import DEFAULT_VOI_PROTOCOL, VOI, VOIProtocol, vertebral_body_voi
+from .volume import CTVolume, LabelVolume, same_grid
+
+__all__ = [
+    "LevelMeasurement",
+    "Result",
+    "measure",
+    "measure_voi",
+    "MIN_VOI_VOLUME_MM3",
+    "HEIGHT_LOSS_RATIO",
+    "RESULT_FORMAT",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Identifier of the ``result.json`` layout.
+RESULT_FORMAT = "bmdqct-result/1"
+#: Smallest VOI accepted (qct-reference §5.5: at least 0.5 cm³).
+MIN_VOI_VOLUME_MM3 = 500.0
+#: A middle height below this fraction of the neighbours' is fracture-like (see the module notes).
+HEIGHT_LOSS_RATIO = 0.90
+#: Mean segmentation confidence below which a body fails QC.
+MIN_CONFIDENCE = 0.5
+#: Focal sclerosis: share of VOI voxels far above the median that excludes a level.
+SCLEROSIS_FRACTION = 0.02
+SCLEROSIS_MIN_EXCESS_HU = 200.0
+#: Inter-level difference that raises a flag (qct-reference §3.1, an implementation choice).
+INTER_LEVEL_DIFFERENCE_MG_CM3 = 30.0
+
+@dataclass(frozen=True)
+class LevelMeasurement:
+    """Measurement of one vertebral level.
+
+    Attributes
+    ----------
+    level : str
+    status : {"measured", "excluded", "partial", "missing", "failed"}
+        ``measured`` and ``excluded`` carry statistics; ``excluded`` levels
+        are not used for the diagnosis.
+    hu_mean, hu_median, hu_sd : float or None
+        VOI statistics in HU (SD with ``ddof=1``).
+    n_voxels : int
+        Voxels in the VOI (0 if not measured).
+    volume_mm3 : float
+        VOI volume.
+    center_mm : (float, float, float) or None
+        VOI centre, patient LPS mm.
+    semi_axis_ap_mm, semi_axis_lr_mm, covered_height_mm : float or None
+        VOI geometry.
+    bmd_mg_cm3 : float or None
+        Calibrated BMD of ``hu_mean`` (None without calibration).
+    height_mm : float or None
+        Body height (from the labelling).
+    confidence : float or None
+        Mean segmentation confidence over the body.
+    reason : str
+        Why the level is excluded, partial, missing or failed ('' if measured).
+    flags : tuple of QCFlag
+    """
+
+    level: str
+    status: str
+    hu_mean: float | None = None
+    hu_median: float | None = None
+    hu_sd: float | None = None
+    n_voxels: int = 0
+    volume_mm3: float = 0.0
+    center_mm: tuple[float, float, float] | None = None
+    semi_axis_ap_mm: float | None = None
+    semi_axis_lr_mm: float | None = None
+    covered_height_mm: float | None = None
+    bmd_mg_cm3: float | None = None
+    height_mm: float | None = None
+    confidence: float | None = None
+    reason: str = ""
+    flags: tuple[QCFlag, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        """True if the level was measured and not excluded."""
+        return self.status == "measured"
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "flags"}
+        out["center_mm"] = None if self.center_mm is None else list(self.center_mm)
+        out["flags"] = [str(f) for f in self.flags]
+        return _json_safe(out)
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """Everything :func:`measure` found for one scan.
+
+    Attributes
+    ----------
+    levels : mapping of str to LevelMeasurement
+        The requested levels, cranio-caudal.
+    bmd_l1_l2_mg_cm3 : float or None
+        Mean BMD of the levels used for diagnosis (L1 and L2 unless
+        substituted); None without calibration or usable level.
+    hu_l1_l2 : float or None
+        Mean HU of the same levels.
+    category : BMDCategory or None
+    levels_used : tuple of str
+    diagnosis : Diagnosis
+    flags : tuple of QCFlag
+        Every QC finding: labelling, VOI, exclusions, substitution, calibration.
+    calibration : Calibration or None
+    provenance : mapping
+        Versions, input, model id, calibration id, VOI protocol, timings.
+    labels : VertebraLabels
+        Per-level bodies on the CT grid (for the label-map output and QC picture).
+    vois : mapping of str to VOI
+        The VOIs of the measured levels.
+    case : str or None
+        Case name (file stem of the input, or given).
+    """
+
+    levels: Mapping[str, LevelMeasurement]
+    bmd_l1_l2_mg_cm3: float | None
+    hu_l1_l2: float | None
+    category: BMDCategory | None
+    levels_used: tuple[str, ...]
+    diagnosis: Diagnosis
+    flags: tuple[QCFlag, ...]
+    calibration: object | None
+    provenance: Mapping
+    labels: VertebraLabels = field(repr=False)
+    vois: Mapping[str, VOI] = field(repr=False, default_factory=dict)
+    case: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "levels", types.MappingProxyType(dict(self.levels)))
+        object.__setattr__(self, "vois", types.MappingProxyType(dict(self.vois)))
+        object.__setattr__(self, "provenance", types.MappingProxyType(dict(self.provenance)))
+        object.__setattr__(self, "flags", tuple(self.flags))
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None
+
+    def to_dict(self) -> dict:
+        """JSON-safe dictionary: the layout of ``result.json``."""
+        cal = self.calibration
+        out = {
+            "format": RESULT_FORMAT,
+            "case": self.case,
+            "levels": {name: m.to_dict() for name, m in self.levels.items()},
+            "bmd_l1_l2_mg_cm3": self.bmd_l1_l2_mg_cm3,
+            "hu_l1_l2": self.hu_l1_l2,
+            "category": None if self.category is None else self.category.value,
+            "levels_used": list(self.levels_used),
+            "diagnosis": self.diagnosis.to_dict(),
+            "qc": {"flags": [str(f) for f in self.flags],
+                   "details": [f.to_dict() for f in self.flags],
+                   "labelling": {name: info.to_dict() for name, info in self.labels.levels.items()},
+                   "rib_check": None if self.labels.rib_check is None else self.labels.rib_check.to_dict()},
+            "vois": {name: v.to_dict() for name, v in self.vois.items()},
+            "calibration": None if cal is None else cal.to_dict(),
+            "provenance": dict(self.provenance),
+        }
+        return _json_safe(out)
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_dict` as JSON (atomically: a temporary file, then a rename)."""
+        return _atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+    def report(self) -> str:
+        """A short plain-text report (what ``bmdqct demo`` prints)."""
+        lines = [f"bmdqct {self.provenance.get('bmdqct_version', '')} report"
+                 + (f" - {self.case}" if self.case else "")]
+        unit = "mg/cm3" if self.calibrated else "(no calibration: HU only)"
+        lines.append(f"{'level':<6}{'status':<10}{'HU mean':>9}{'SD':>7}{'voxels':>8}{'BMD':>9}  note")
+        for name, m in self.levels.items():
+            hu = "" if m.hu_mean is None else f"{m.hu_mean:.1f}"
+            sd = "" if m.hu_sd is None else f"{m.hu_sd:.1f}"
+            bmd = "" if m.bmd_mg_cm3 is None else f"{m.bmd_mg_cm3:.1f}"
+            lines.append(f"{name:<6}{m.status:<10}{hu:>9}{sd:>7}{m.n_voxels:>8}{bmd:>9}  {m.reason}")
+        used = "+".join(self.levels_used) or "none"
+        if self.bmd_l1_l2_mg_cm3 is not None:
+            lines.append(f"BMD ({used}): {self.bmd_l1_l2_mg_cm3:.1f} mg/cm3 "
+                         f"{self.calibration.mineral}-equivalent -> {self.category.value.upper()}")
+        elif self.hu_l1_l2 is not None:
+            lines.append(f"HU ({used}): {self.hu_l1_l2:.1f} {unit}; no category")
+        lines.append(f"diagnosis: {self.diagnosis.reason}")
+        if self.flags:
+            lines.append("QC flags: " + ", ".join(str(f) for f in self.flags))
+        lines.append(f"model: {self.provenance.get('model_id')}; calibration: "
+                     f"{self.provenance.get('calibration_id') or 'none'}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        value = "None" if self.bmd_l1_l2_mg_cm3 is None else f"{self.bmd_l1_l2_mg_cm3:.1f}"
+        return (f"Result(case={self.case!r}, bmd_l1_l2_mg_cm3={value}, category="
+                f"{None if self.category is None else self.category.value!r}, levels_used={self.levels_used}, "
+                f"flags={[str(f) for f in self.flags]})")
+
+
+def measure_voi(volume: CTVolume, voi: VOI, *, calibration=None) -> LevelMeasurement:
+    """Statistics of the CT inside a VOI, and BMD if a calibration is given.
+
+    Parameters
+    ----------
+    volume : CTVolume
+    voi : VOI
+        From :func:`bmdqct.voi.vertebral_body_voi` on the same grid.
+    calibration : Calibration, optional
+        Converts the mean HU into BMD (the calibration is linear, so this is
+        also the mean BMD of the voxels).
+
+    Returns
+    -------
+    LevelMeasurement
+        Status ``"measured"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bmdqct.volume import CTVolume, LabelVolume
+    >>> from bmdqct.voi import vertebral_body_voi
+    >>> k, j, i = np.mgrid[:30, :40, :50]
+    >>> body = (((j - 20) / 14.0) ** 2 + ((i - 25) / 18.0) ** 2 <= 1) & (k >= 3) & (k < 27)
+    >>> ct = CTVolume.from_spacing(np.where(body, 150.0, 0.0), (1, 1, 1))
+    >>> voi = vertebral_body_voi(ct, LabelVolume.from_spacing(body * 20, (1, 1, 1), names={"L1": 20}), "L1")
+    >>> m = measure_voi(ct, voi)
+    >>> m.hu_mean, m.hu_sd, m.bmd_mg_cm3
+    (150.0, 0.0, None)
+    """
+    values = voi.values(volume).astype(np.float64)
+    if values.size == 0:
+        raise MeasurementError(f"the VOI of {voi.level} holds no voxel")
+    mean = float(values.mean())
+    bmd = None if calibration is None else float(calibration.apply(mean))
+    return LevelMeasurement(
+        level=voi.level, status="measured", hu_mean=mean, hu_median=float(np.median(values)),
+        hu_sd=float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        n_voxels=int(values.size), volume_mm3=float(voi.volume_mm3), center_mm=tuple(voi.center_mm),
+        semi_axis_ap_mm=voi.semi_axis_ap_mm, semi_axis_lr_mm=voi.semi_axis_lr_mm,
+        covered_height_mm=voi.covered_height_mm, bmd_mg_cm3=bmd, flags=tuple(voi.flags))
+
+
+def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, model=None,
+            levels: Sequence[str] = ("T12", "L1", "L2"), protocol: VOIProtocol = DEFAULT_VOI_PROTOCOL,
+            thresholds: Sequence[float] = ACR_THRESHOLDS_MG_CM3, convention: str = "acr",
+            substitutes: Mapping[str, Sequence[str]] = DEFAULT_SUBSTITUTES,
+            calibration_window_days: int = 60, case: str | None = None,
+            progress: bool = False) -> Result:
+    """Measure trabecular BMD of T12, L1, L2 in a CT and classify the L1–L2 mean.
+
+    Parameters
+    ----------
+    ct_or_path : CTVolume or path
+        The CT, or a file/folder :func:`bmdqct.io.load_ct` reads (DICOM
+        folder, NIfTI, MHA, NRRD).
+    calibration : Calibration, path or None, optional
+        A :class:`~bmdqct.calibration.Calibration`; a calibration JSON file
+        (``{"slope": s, "intercept": i}`` at least); or a calibration store
+        folder, from which :func:`~bmdqct.calibration.select_calibration`
+        picks the one of the scan's scanner and kVp closest before the scan
+        date. None: HU only (no BMD, no category; flagged ``no_calibration``).
+    labels : LabelVolume, VertebraLabels, path or None, optional
+        Use these labels instead of the segmentation model: a per-level label
+        map (TotalSegmentator / VerSe; a path is read with
+        :func:`bmdqct.io.load_labels` onto the CT grid using `label_scheme`),
+        a 4-class segmentation, or finished :class:`VertebraLabels`.
+    label_scheme : {"totalsegmentator", "verse", "classes"} or mapping, optional
+        Id scheme of a label-map path (default: TotalSegmentator's ``total``
+        ids); ``"classes"`` reads a 4-class segmentation (0 background, 1
+        T1-T6, 2 T7-T12, 3 L1-L2, as ``bmdqct segment`` writes). Ignored for
+        in-memory labels.
+    model : SpineModel or path, optional
+        Segmentation model; None uses the shipped weights. Ignored if
+        `labels` is given.
+    levels : sequence of str, optional
+        Levels to measure; the diagnosis uses L1 and L2 and substitutes
+        from these.
+    protocol : VOIProtocol, optional
+        VOI geometry (Pan et al.'s by default).
+    thresholds, convention
+        ACR thresholds and boundary convention (:func:`bmdqct.classify.classify_bmd`).
+    substitutes : mapping, optional
+        Substitution order for L1 and L2 (:func:`bmdqct.classify.diagnose`).
+    calibration_window_days : int, optional
+        Oldest store calibration accepted, days before the scan.
+    case : str, optional
+        Name of the case in the result (default: the input's file stem).
+    progress : bool, optional
+        Show the segmentation's progress bar.
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    InputError
+        If the CT or the label map cannot be read.
+    CalibrationError
+        If the calibration file is invalid or no stored calibration fits.
+    SegmentationError, LabelingError
+        If no vertebral body is found (no spine in view, empty label map).
+
+    Examples
+    --------
+    A synthetic body with labels given (no model needed):
+
+    >>> import numpy as np
+    >>> from bmdqct.volume import CTVolume, LabelVolume
+    >>> from bmdqct.calibration import Calibration
+    >>> k, j, i = np.mgrid[:40, :40, :50]
+    >>> l1 = (((j - 20) / 14.0) ** 2 + ((i - 25) / 18.0) ** 2 <= 1) & (k >= 2) & (k < 18)
+    >>> l2 = (((j - 20) / 14.0) ** 2 + ((i - 25) / 18.0) ** 2 <= 1) & (k >= 22) & (k < 38)
+    >>> hu = np.where(l1 | l2, 130.0, 0.0)
+    >>> ct = CTVolume.from_spacing(hu, (1.5, 1, 1))
+    >>> lab = LabelVolume.from_spacing(l1 * 21 + l2 * 20, (1.5, 1, 1), names={"L1": 20, "L2": 21})
+    >>> res = measure(ct, labels=lab, calibration=Calibration(slope=0.8, intercept=0.0))
+    >>> res.bmd_l1_l2_mg_cm3, res.category.value, res.levels["T12"].status
+    (104.0, 'osteopenia', 'missing')
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    volume, source = _as_volume(ct_or_path)
+    timings["load_s"] = time.perf_counter() - t0
+    if case is None:
+        case = _case_name(source) if source else None
+    for name in levels:
+        level_index(name)  # validates names
+    flags: list[QCFlag] = []
+
+    t = time.perf_counter()
+    cal = _as_calibration(calibration, volume, calibration_window_days)
+    if cal is None:
+        flags.append(QCFlag("no_calibration", None, "no calibration given: HU only, no BMD and no category"))
+    timings["calibration_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    vertebrae, model_id, label_source = _vertebrae(volume, labels, label_scheme, model, progress, timings)
+    timings["labeling_s"] = time.perf_counter() - t - timings.get("segmentation_s", 0.0)
+    flags.extend(vertebrae.flags)
+
+    t = time.perf_counter()
+    measurements: dict[str, LevelMeasurement] = {}
+    vois: dict[str, VOI] = {}
+    for name in sorted(set(levels), key=level_index):
+        m, voi = _measure_level(volume, vertebrae, name, cal, protocol)
+        measurements[name] = m
+        if voi is not None:
+            vois[name] = voi
+    measurements = _apply_exclusions(measurements, vertebrae, vois, volume)
+    timings["voi_s"] = time.perf_counter() - t
+    for m in measurements.values():
+        flags.extend(f for f in m.flags if f not in flags)
+    flags.extend(_inter_level_flags(measurements))
+
+    excluded = {n: m.reason for n, m in measurements.items() if m.status not in ("measured", "missing")}
+    if cal is not None:
+        diagnosis = diagnose({n: m.bmd_mg_cm3 for n, m in measurements.items()}, excluded=excluded,
+                             substitutes=substitutes, thresholds=thresholds, convention=convention)
+    else:
+        selection = select_levels({n: m.hu_mean for n, m in measurements.items()}, excluded=excluded,
+                                  substitutes=substitutes)
+        diagnosis = Diagnosis(None, None, selection.levels_used, selection.flags,
+                              "no calibration: HU only, no category; " + selection.reason)
+    flags.extend(diagnosis.flags)
+    used = diagnosis.levels_used
+    hu_l1_l2 = float(np.mean([measurements[n].hu_mean for n in used])) if used else None
+
+    timings["total_s"] = time.perf_counter() - t0
+    provenance = {
+        "bmdqct_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "versions": _versions(segmented=model_id is not None),
+        "input": source,
+        "scan": {k: volume.metadata.get(k) for k in ("manufacturer", "model", "device_serial", "station",
+                                                     "kvp", "study_date", "kernel", "slice_thickness_mm",
+                                                     "series_uid", "format")},
+        "grid": {"shape": list(volume.shape), "spacing_mm": list(volume.spacing),
+                 "orientation": "".join(volume.orientation)},
+        "model_id": model_id,
+        "labels": label_source,
+        "calibration_id": None if cal is None else cal.id,
+        "calibration_source": None if cal is None else cal.source,
+        "voi_protocol": asdict(protocol),
+        "thresholds_mg_cm3": list(thresholds),
+        "convention": convention,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    result = Result(
+        levels=measurements, bmd_l1_l2_mg_cm3=diagnosis.bmd_mg_cm3, hu_l1_l2=hu_l1_l2,
+        category=diagnosis.category, levels_used=used, diagnosis=diagnosis, flags=tuple(_unique(flags)),
+        calibration=cal, provenance=provenance, labels=vertebrae, vois=vois, case=case)
+    logger.info("%s", repr(result))
+    return result
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_volume(ct_or_path) -> tuple[CTVolume, str | None]:
+    if isinstance(ct_or_path, CTVolume):
+        return ct_or_path, ct_or_path.metadata.get("source")
+    if isinstance(ct_or_path, (str, os.PathLike)):
+        from .io import load_ct
+
+        path = Path(ct_or_path)
+        if not path.exists():
+            raise InputError(f"CT input {path} does not exist; expected a DICOM folder or a "
+                             ".nii/.nii.gz/.mha/.nrrd file")
+        return load_ct(path), str(path)
+    raise TypeError(f"ct_or_path must be a CTVolume or a path, got {type(ct_or_path).__name__}")
+
+
+def _case_name(source: str) -> str:
+    name = Path(str(source)).name
+    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _as_calibration(calibration, volume: CTVolume, window_days: int):
+    if calibration is None:
+        return None
+    from .calibration import Calibration, read_calibration, select_calibration
+
+    if isinstance(calibration, Calibration):
+        return calibration
+    if isinstance(calibration, (str, os.PathLike)):
+        path = Path(calibration)
+        if path.is_dir():
+            return select_calibration(path, volume.metadata, window_days=window_days)
+        if not path.exists():
+            raise CalibrationError(f"calibration {path} does not exist; expected a calibration JSON file "
+                                   "or a calibration store folder")
+        return read_calibration(path)
+    raise TypeError(f"calibration must be a Calibration, a JSON path or a store folder, "
+                    f"got {type(calibration).__name__}")
+
+
+def _vertebrae(volume, labels, label_scheme, model, progress, timings):
+    """(VertebraLabels, model_id, label source description)."""
+    if labels is None:
+        from .segment import segment_spine
+
+        t = time.perf_counter()
+        seg = segment_spine(volume, model, progress=progress)
+        timings["segmentation_s"] = time.perf_counter() - t
+        return (label_vertebrae(volume, seg.classes, confidence=seg.confidence),
+                seg.model_id, "segmentation")
+    if isinstance(labels, VertebraLabels):
+        if not same_grid(volume, labels.labels):
+            raise InputError("the VertebraLabels given are not on the CT's grid")
+        return labels, None, "VertebraLabels"
+    source = "LabelVolume"
+    if isinstance(labels, (str, os.PathLike)):
+        from .io import load_labels
+
+        path = Path(labels)
+        if not path.exists():
+            raise InputError(f"label map {path} does not exist; expected a NIfTI/MHA/NRRD label file")
+        if label_scheme == "classes":     # a 4-class map, e.g. from `bmdqct segment`
+            raw = load_labels(path, like=volume)
+            labels = LabelVolume(raw.labels, raw.affine,
+                                 {name: cid for cid, name in SEGMENTATION_CLASSES.items() if cid})
+        else:
+            labels = load_labels(path, like=volume,
+                                 scheme="totalsegmentator" if label_scheme is None else label_scheme)
+        source = str(path)
+    if not isinstance(labels, LabelVolume):
+        raise TypeError(f"labels must be a LabelVolume, VertebraLabels or a path, got {type(labels).__name__}")
+    if not same_grid(volume, labels):
+        from .preprocess import resample_like
+
+        labels = resample_like(labels, volume)
+    if _is_class_map(labels):
+        return label_vertebrae(volume, labels), None, source + " (4-class)"
+    return vertebra_labels_from_map(volume, labels), None, source
+
+
+def _is_class_map(labels: LabelVolume) -> bool:
+    class_names = {name for cid, name in SEGMENTATION_CLASSES.items() if cid}
+    return bool(labels.names) and set(labels.names) <= class_names
+
+
+def _measure_level(volume, vertebrae: VertebraLabels, name, cal, protocol):
+    info = vertebrae.levels.get(name)
+    if info is None:
+        return LevelMeasurement(name, "missing", reason=f"{name} is not in the labels (not in view or "
+                                                         "not segmented)"), None
+    base = dict(height_mm=info.height_mm,
+                confidence=None if math.isnan(info.confidence) else round(info.confidence, 4))
+    if info.partial:
+        return LevelMeasurement(name, "partial", reason="body cut by the edge of the scan", **base), None
+    try:
+        voi = vertebral_body_voi(volume, vertebrae, name, protocol=protocol)
+    except MeasurementError as err:
+        flag = QCFlag("voi_failed", name, str(err))
+        return LevelMeasurement(name, "failed", reason=f"VOI could not be placed: {err}", flags=(flag,),
+                                **base), None
+    m = measure_voi(volume, voi, calibration=cal)
+    return _replace(m, **base), voi
+
+
+def _apply_exclusions(measurements, vertebrae: VertebraLabels, vois, volume):
+    out = dict(measurements)
+    infos = vertebrae.levels
+    for name, m in measurements.items():
+        if m.status != "measured":
+            continue
+        reasons = []
+        info = infos[name]
+        neighbours = [infos[n] for n in _neighbours(name, infos) if not infos[n].partial]
+        if neighbours:
+            reference = float(np.mean([n.heights_mm[1] for n in neighbours]))
+            ratio = info.heights_mm[1] / reference if reference > 0 else 1.0
+            if ratio < HEIGHT_LOSS_RATIO:
+                reasons.append(("height_loss", "fracture-like height loss: middle height "
+                                               f"{info.heights_mm[1]:.0f} mm, {ratio:.0%} of its neighbours' "
+                                               f"({', '.join(n.level for n in neighbours)})"))
+        values = vois[name].values(volume).astype(np.float64)
+        median = float(np.median(values))
+        robust_sd = 1.4826 * float(np.median(np.abs(values - median)))
+        excess = max(SCLEROSIS_MIN_EXCESS_HU, 5.0 * robust_sd)
+        share = float(np.mean(values > median + excess))
+        if share >= SCLEROSIS_FRACTION:
+            reasons.append(("focal_sclerosis", f"focal sclerosis: {share:.1%} of the VOI exceeds the median "
+                                               f"by more than {excess:.0f} HU"))
+        if m.volume_mm3 < MIN_VOI_VOLUME_MM3:
+            reasons.append(("failed_qc", f"VOI of {m.volume_mm3:.0f} mm3 is smaller than "
+                                         f"{MIN_VOI_VOLUME_MM3:.0f} mm3"))
+        if m.confidence is not None and m.confidence < MIN_CONFIDENCE:
+            reasons.append(("failed_qc", f"segmentation confidence {m.confidence:.2f} below {MIN_CONFIDENCE}"))
+        if reasons:
+            # keep the first reason of each kind
+            seen = {}
+            for code, text in reasons:
+                seen.setdefault(code, text)
+            reason = "; ".join(seen.values())
+            flags = m.flags + tuple(QCFlag(code, name, text) for code, text in seen.items()) + (
+                QCFlag("excluded", name, reason),)
+            out[name] = _replace(m, status="excluded", reason=reason, flags=flags)
+    return out
+
+
+def _neighbours(name: str, infos) -> list[str]:
+    return [n for n in infos if abs(level_steps(name, n)) == 1]
+
+
+def _inter_level_flags(measurements) -> list[QCFlag]:
+    names = sorted((n for n, m in measurements.items() if m.status == "measured"), key=level_index)
+    key = "bmd_mg_cm3" if all(measurements[n].bmd_mg_cm3 is not None for n in names) else None
+    flags = []
+    for i, name in enumerate(names[1:-1], start=1):
+        if key is None:
+            continue
+        here = getattr(measurements[name], key)
+        a = getattr(measurements[names[i - 1]], key)
+        b = getattr(measurements[names[i + 1]], key)
+        if min(abs(here - a), abs(here - b)) > INTER_LEVEL_DIFFERENCE_MG_CM3 and (here - a) * (here - b) > 0:
+            flags.append(QCFlag("inter_level_outlier", name,
+                                f"{name} differs by more than {INTER_LEVEL_DIFFERENCE_MG_CM3:g} mg/cm3 from "
+                                "both neighbours"))
+    return flags
+
+
+def _versions(*, segmented: bool) -> dict:
+    from importlib import metadata
+
+    names = ["numpy", "scipy", "scikit-image", "nibabel", "SimpleITK"] + (["tensorflow", "keras"] if segmented
+                                                                          else [])
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _replace(m: LevelMeasurement, **changes) -> LevelMeasurement:
+    from dataclasses import replace
+
+    return replace(m, **changes)
+
+
+def _unique(flags):
+    seen = set()
+    out = []
+    for f in flags:
+        key = (f.code, f.level, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def _json_safe(value):
+    """Convert numpy scalars, tuples, NaN and mappings into plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, BMDCategory):
+        return value.value
+    if value is None or isinstance(value, (str, int)):
+        return value
+    return str(value)
+
+
+def _atomic_write_text(path: Path, text: str) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -1,0 +1,382 @@
+"""Tests of bmdqct.labeling: naming, splitting, fragments, partial bodies, rib check.
+
+``make_spine`` builds an analytic spine in mm: elliptic-cylinder bodies
+(30 x 40 mm section) with a cortical shell, discs between them, ribs on the
+rib-bearing levels (bars from the body's posterolateral corner running 75 mm
+laterally and descending) and short transverse processes on the lumbar levels.
+"""
+
+import numpy as np
+import pytest
+
+from bmdqct.errors import GeometryError, LabelingError
+from bmdqct.labeling import (
+    QCFlag,
+    VertebraLabels,
+    check_rib_levels,
+    isolate_vertebral_body,
+    label_vertebrae,
+    vertebra_labels_from_map,
+)
+from bmdqct.levels import level_id, level_index, segmentation_class
+from bmdqct.volume import CTVolume, LabelVolume
+
+BODY_AP, BODY_LR = 15.0, 20.0      # semi-axes, mm
+
+
+def make_spine(levels=("T11", "T12", "L1", "L2"), *, spacing=(2.0, 1.0, 1.0), height_mm=24.0, disc_mm=6.0,
+               margin_mm=(10.0, 10.0), ribs=None, fov_mm=(110.0, 220.0), trabecular_hu=150.0):
+    """(CTVolume, 4-class LabelVolume, per-level truth LabelVolume); levels listed top to bottom.
+
+    ``margin_mm`` = (below the lowest body, above the highest). ``ribs`` = levels with ribs
+    (default: the thoracic ones).
+    """
+    levels = sorted(levels, key=level_index)
+    if ribs is None:
+        ribs = [n for n in levels if n.startswith("T")]
+    dz, dy, dx = spacing
+    total_z = margin_mm[0] + margin_mm[1] + len(levels) * height_mm + (len(levels) - 1) * disc_mm
+    shape = (int(round(total_z / dz)), int(round(fov_mm[0] / dy)), int(round(fov_mm[1] / dx)))
+    z = (np.arange(shape[0]) + 0.5) * dz
+    y = (np.arange(shape[1]) + 0.5) * dy - 45.0          # body centre 45 mm from the front
+    x = (np.arange(shape[2]) + 0.5) * dx - fov_mm[1] / 2
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij", sparse=True)
+    section = (yy / BODY_AP) ** 2 + (xx / BODY_LR) ** 2 <= 1
+    inner = (yy / (BODY_AP - 2)) ** 2 + (xx / (BODY_LR - 2)) ** 2 <= 1
+    hu = np.full(shape, 30.0, np.float32)
+    classes = np.zeros(shape, np.int16)
+    truth = np.zeros(shape, np.int16)
+    top = margin_mm[0] + len(levels) * height_mm + (len(levels) - 1) * disc_mm
+    for i, name in enumerate(levels):
+        z1 = top - i * (height_mm + disc_mm)
+        z0 = z1 - height_mm
+        in_z = (zz >= z0) & (zz < z1)
+        body = in_z & section
+        hu[np.broadcast_to(body, shape)] = 600.0
+        core = (zz >= z0 + 2) & (zz < z1 - 2) & inner
+        hu[np.broadcast_to(core, shape)] = trabecular_hu
+        classes[np.broadcast_to(body, shape)] = segmentation_class(name)
+        truth[np.broadcast_to(body, shape)] = level_id(name)
+        if i > 0:  # disc above this body
+            disc = (zz >= z1) & (zz < z1 + disc_mm) & section
+            hu[np.broadcast_to(disc, shape)] = 80.0
+        for side in (-1, 1):
+            if name in ribs:
+                # rib: 8 mm thick bar from the posterolateral corner, 75 mm laterally, descending 0.3 mm/mm
+                lateral = side * xx - (BODY_LR - 6.0)
+                zc = (z1 - 6.0) - 0.3 * np.clip(lateral, 0, None)
+                bar = (lateral >= 0) & (lateral <= 75.0) & (np.abs(yy - 10.0) <= 4.0) & (np.abs(zz - zc) <= 4.0)
+                hu[np.broadcast_to(bar & ~section, shape)] = 700.0
+            elif name.startswith("L"):
+                # transverse process: behind the body, 18 mm beyond its lateral wall
+                lateral = side * xx
+                bar = ((lateral >= 8.0) & (lateral <= BODY_LR + 18.0) & (np.abs(yy - 24.0) <= 4.0)
+                       & (np.abs(zz - 0.5 * (z0 + z1)) <= 5.0))
+                hu[np.broadcast_to(bar, shape)] = 700.0
+    ct = CTVolume.from_spacing(hu, spacing)
+    cls = LabelVolume.from_spacing(classes, spacing, names={"T1-T6": 1, "T7-T12": 2, "L1-L2": 3})
+    names = {n: level_id(n) for n in levels}
+    return ct, cls, LabelVolume.from_spacing(truth, spacing, names=names)
+
+
+def _assert_named_like_truth(vl: VertebraLabels, truth: LabelVolume, names):
+    assert set(vl.levels) == set(names)
+    for name in names:
+        assert np.array_equal(vl.mask(name), truth.mask(name)), name
+
+
+def test_lumbar_named_top_down_thoracic_bottom_up():
+    names = ("T8", "T9", "T10", "T11", "T12", "L1", "L2")
+    ct, cls, truth = make_spine(names, spacing=(2.0, 2.0, 2.0))
+    vl = label_vertebrae(ct, cls)
+    _assert_named_like_truth(vl, truth, names)
+    assert list(vl.levels) == list(names)   # cranio-caudal order
+    assert vl.labels.names == {n: level_id(n) for n in names}
+    assert vl.flags == ()
+    info = vl.levels["L1"]
+    assert info.height_mm == pytest.approx(24.0)
+    assert info.heights_mm == pytest.approx((24.0, 24.0, 24.0))
+    assert not info.partial and np.isnan(info.confidence)
+    assert info.volume_mm3 == pytest.approx(info.n_voxels * 8.0)
+    assert info.label_id == 20 and info.source_class == 3
+    assert vl.rib_check.lowest_rib_level == "T12" and vl.rib_check.consistent is True
+    assert info.rib_bearing is False and vl.levels["T12"].rib_bearing is True
+
+
+def test_full_thoracic_stack_and_confidence():
+    names = tuple(f"T{n}" for n in range(1, 13)) + ("L1", "L2")
+    ct, cls, truth = make_spine(names, spacing=(3.0, 3.0, 3.0), height_mm=21.0)
+    confidence = np.where(np.asarray(cls.labels) > 0, 0.9, 1.0).astype(np.float32)
+    vl = label_vertebrae(ct, cls, confidence=confidence, check_ribs=False)
+    _assert_named_like_truth(vl, truth, names)
+    assert vl.levels["T3"].confidence == pytest.approx(0.9)
+    assert vl.rib_check is None and vl.levels["T3"].rib_bearing is None
+
+
+def test_exact_tiny_array():
+    cls = np.zeros((30, 8, 8), np.int16)
+    cls[1:8, 2:6, 2:6] = 3      # lower L1-L2 component -> L2
+    cls[10:17, 2:6, 2:6] = 3    # upper -> L1
+    cls[20:27, 2:6, 2:6] = 2    # T12
+    spacing = (3.0, 3.0, 3.0)
+    ct = CTVolume.from_spacing(np.where(cls > 0, 200.0, 0.0), spacing)
+    vl = label_vertebrae(ct, LabelVolume.from_spacing(cls, spacing), min_volume_mm3=100.0, check_ribs=False)
+    assert vl.levels["L2"].slice_range == (1, 7)
+    assert vl.levels["L1"].slice_range == (10, 16)
+    assert vl.levels["T12"].slice_range == (20, 26)
+    assert vl.levels["L1"].z_range_mm == (30.0, 48.0)
+    assert vl.levels["T12"].n_voxels == 7 * 16
+    expected = np.where(cls == 2, 19, 0) + np.where((cls == 3) & (np.arange(30) >= 10)[:, None, None], 20, 0)
+    expected += np.where((cls == 3) & (np.arange(30) < 10)[:, None, None], 21, 0)
+    assert np.array_equal(vl.labels.labels, expected)
+
+
+def test_fragment_dropped_and_flagged():
+    ct, cls, truth = make_spine(("T12", "L1", "L2"))
+    lab = np.array(cls.labels)
+    lab[30:33, 90:95, 20:25] = 3       # a 150 mm3 fragment of class L1-L2 far from the spine
+    vl = label_vertebrae(ct, LabelVolume(lab, cls.affine, cls.names))
+    _assert_named_like_truth(vl, truth, ("T12", "L1", "L2"))
+    assert [f.code for f in vl.flags] == ["fragment_dropped"]
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.5, 1.5), (2.5, 1.5, 1.5)])
+def test_touching_bodies_are_split_at_the_disc(spacing):
+    """The segmentation fills the disc between L1 and L2: one component, two bodies."""
+    ct, cls, truth = make_spine(("T12", "L1", "L2"), spacing=spacing)
+    lab = np.array(cls.labels)
+    l1, l2 = truth.mask("L1"), truth.mask("L2")
+    k_lo = np.nonzero(l1.any(axis=(1, 2)))[0][0]
+    k_hi = np.nonzero(l2.any(axis=(1, 2)))[0][-1]
+    lab[k_hi + 1:k_lo] = np.where(l1[k_lo], 3, lab[k_hi + 1:k_lo])   # disc slices labelled L1-L2
+    vl = label_vertebrae(ct, LabelVolume(lab, cls.affine, cls.names))
+    assert "split" in [f.code for f in vl.flags]
+    area = l1[k_lo].sum()            # voxels per body slice
+    for name, mask in (("L1", l1), ("L2", l2)):
+        got = vl.mask(name)
+        # each body keeps all but at most one slice of its own voxels, plus at most the disc
+        assert np.sum(got & mask) >= mask.sum() - area
+        extra_mm = np.sum(got & ~mask) / area * spacing[0]
+        assert extra_mm <= 6.0 + spacing[0]
+    assert vl.levels["L1"].height_mm == pytest.approx(24.0, abs=6.0 + spacing[0])
+
+
+def test_narrow_bridge_between_bodies_is_split():
+    ct, cls, truth = make_spine(("T12", "L1", "L2"), spacing=(1.0, 1.0, 1.0))
+    lab = np.array(cls.labels)
+    l1, l2 = truth.mask("L1"), truth.mask("L2")
+    k_lo = np.nonzero(l1.any(axis=(1, 2)))[0][0]
+    k_hi = np.nonzero(l2.any(axis=(1, 2)))[0][-1]
+    lab[k_hi + 1:k_lo, 40:50, 105:115] = 3     # a 10 x 10 mm bridge through the disc
+    vl = label_vertebrae(ct, LabelVolume(lab, cls.affine, cls.names))
+    assert set(vl.levels) == {"T12", "L1", "L2"}
+    assert np.sum(vl.mask("L1") & l1) >= 0.97 * l1.sum()
+    assert np.sum(vl.mask("L2") & l2) >= 0.97 * l2.sum()
+
+
+def test_body_cut_by_the_scan_is_partial():
+    ct, cls, truth = make_spine(("T12", "L1", "L2"), margin_mm=(-10.0, 10.0))   # L2 cut at the bottom
+    vl = label_vertebrae(ct, cls)
+    assert vl.levels["L2"].partial and not vl.levels["L1"].partial
+    assert "partial:L2" in [str(f) for f in vl.flags]
+    _assert_named_like_truth(vl, truth, ("T12", "L1", "L2"))
+
+
+def test_scan_ending_above_l2_names_l1():
+    """L1 class with one body cut at the bottom edge; T12 above anchors the names."""
+    ct, cls, truth = make_spine(("T11", "T12", "L1"), margin_mm=(-8.0, 10.0))
+    vl = label_vertebrae(ct, cls)
+    assert list(vl.levels) == ["T11", "T12", "L1"]
+    assert vl.levels["L1"].partial
+    assert "naming_uncertain" not in [f.code for f in vl.flags]
+
+
+def test_scan_ending_above_l1_flags_the_missing_class():
+    ct, cls, truth = make_spine(("T10", "T11", "T12"))
+    vl = label_vertebrae(ct, cls)
+    _assert_named_like_truth(vl, truth, ("T10", "T11", "T12"))
+    assert "class_missing" in [f.code for f in vl.flags]
+
+
+def test_lumbar_only_scan_cut_at_the_top_is_named_from_the_bottom():
+    ct, cls, truth = make_spine(("L1", "L2"), margin_mm=(10.0, -30.0), ribs=())   # L1 entirely out of view
+    vl = label_vertebrae(ct, cls)
+    assert list(vl.levels) == ["L2"]
+    assert np.array_equal(vl.mask("L2"), truth.mask("L2"))
+    codes = [f.code for f in vl.flags]
+    assert "naming_uncertain" in codes and "class_missing" in codes
+
+
+def test_missing_body_leaves_a_gap_flag():
+    ct, cls, truth = make_spine(("T9", "T10", "T11", "T12", "L1"))
+    lab = np.array(cls.labels)
+    lab[truth.mask("T11")] = 0                      # the model missed T11
+    vl = label_vertebrae(ct, LabelVolume(lab, cls.affine, cls.names))
+    # the names count up from the bottom: T10 is (wrongly, unavoidably) called T11; the gap is flagged
+    assert "gap:T12" in [str(f) for f in vl.flags]
+
+
+def test_extra_component_beyond_the_class_is_dropped():
+    ct, cls, truth = make_spine(("L1", "L2", "L3"), ribs=())
+    lab = np.array(cls.labels)
+    lab[truth.mask("L3")] = 3                       # L3 wrongly classed L1-L2
+    vl = label_vertebrae(ct, LabelVolume(lab, cls.affine, cls.names))
+    assert list(vl.levels) == ["L1", "L2"]
+    _assert_named_like_truth(vl, truth, ("L1", "L2"))
+    assert "extra_component" in [f.code for f in vl.flags]
+
+
+@pytest.mark.parametrize("ribs, lowest, code", [
+    (("T10", "T11", "T12"), "T12", None),
+    (("T10", "T11", "T12", "L1"), "L1", "rib_mismatch:L1"),      # 13 rib pairs (or labels shifted)
+    (("T10", "T11"), "T11", "rib_mismatch:T11"),                 # 11 rib pairs
+])
+def test_rib_check_flags_transitional_anatomy_without_renaming(ribs, lowest, code):
+    names = ("T10", "T11", "T12", "L1", "L2")
+    ct, cls, truth = make_spine(names, spacing=(2.0, 1.5, 1.5), ribs=ribs)
+    vl = label_vertebrae(ct, cls)
+    _assert_named_like_truth(vl, truth, names)       # never a silent rename
+    assert vl.rib_check.lowest_rib_level == lowest
+    flags = [str(f) for f in vl.flags if f.code == "rib_mismatch"]
+    assert flags == ([] if code is None else [code])
+    assert vl.rib_check.consistent is (code is None)
+    # transverse processes stay well inside the rib reach, ribs well outside
+    reach = vl.rib_check.reach_mm
+    for name in names:
+        expected = name in ribs
+        assert (max(reach[name]) > 45.0) if expected else (max(reach[name]) < 25.0), name
+
+
+def test_rib_check_accepts_a_label_volume():
+    ct, cls, truth = make_spine(("T12", "L1"), spacing=(2.0, 1.5, 1.5))
+    rc = check_rib_levels(ct, truth)
+    assert dict(rc.rib_bearing) == {"T12": True, "L1": False}
+    assert rc.consistent is True
+    assert rc.to_dict()["lowest_rib_level"] == "T12"
+
+
+def test_labeling_errors():
+    ct, cls, _ = make_spine(("L1", "L2"), spacing=(3.0, 3.0, 3.0), ribs=())
+    empty = LabelVolume(np.zeros(ct.shape, np.int16), ct.affine, cls.names)
+    with pytest.raises(LabelingError, match="no vertebral body in the segmentation"):
+        label_vertebrae(ct, empty)
+    wrong = LabelVolume(np.asarray(cls.labels) * 10, ct.affine)
+    with pytest.raises(LabelingError, match="classes must be 0-3"):
+        label_vertebrae(ct, wrong)
+    shifted = LabelVolume.from_spacing(cls.labels, (3.0, 3.0, 2.0))
+    with pytest.raises(GeometryError, match="must lie on the CT's grid"):
+        label_vertebrae(ct, shifted)
+    with pytest.raises(GeometryError, match="confidence must have the CT's shape"):
+        label_vertebrae(ct, cls, confidence=np.ones((2, 2, 2)))
+    specks = np.zeros(ct.shape, np.int16)
+    specks[10, 10, 10] = 3
+    with pytest.raises(LabelingError, match="after dropping fragments"):
+        label_vertebrae(ct, LabelVolume(specks, ct.affine, cls.names))
+    with pytest.raises(TypeError, match="volume must be a CTVolume"):
+        label_vertebrae(np.zeros(ct.shape), cls)
+
+
+def test_qcflag_strings():
+    assert str(QCFlag("single_level")) == "single_level"
+    assert str(QCFlag("partial", "T12", "cut")) == "partial:T12"
+    assert QCFlag("x", "L1", "m").to_dict() == {"code": "x", "level": "L1", "message": "m"}
+
+
+# --------------------------------------------------------------------------- external label maps
+
+
+def test_external_map_with_posterior_elements():
+    ct, cls, truth = make_spine(("T12", "L1", "L2"), spacing=(2.0, 1.0, 1.0))
+    ts = {"T12": 32, "L1": 31, "L2": 30}
+    lab = np.zeros(ct.shape, np.int16)
+    for name, tid in ts.items():
+        body = truth.mask(name)
+        lab[body] = tid
+        # a 6 mm-wide, 40 mm-long spinous process behind the body
+        arch = np.zeros_like(body)
+        arch[:, 61:101, 107:113] = body[:, 45:46, 107:113].any(axis=1, keepdims=True)
+        lab[arch] = tid
+    labels = LabelVolume(lab, ct.affine, {**ts, "liver": 5})
+    vl = vertebra_labels_from_map(ct, labels)
+    assert list(vl.levels) == ["T12", "L1", "L2"]
+    for name in ts:
+        body = truth.mask(name)
+        got = vl.mask(name)
+        dice = 2 * np.sum(got & body) / (got.sum() + body.sum())
+        assert dice > 0.97, name
+    assert vl.levels["L1"].source_class is None
+    kept = vertebra_labels_from_map(ct, labels, isolate_bodies=False, check_ribs=False)
+    assert kept.levels["L1"].n_voxels > vl.levels["L1"].n_voxels
+
+
+def test_external_map_without_vertebrae_is_refused():
+    ct, _, _ = make_spine(("L1",), spacing=(3.0, 3.0, 3.0), ribs=())
+    organs = LabelVolume(np.ones(ct.shape, np.int16) * 5, ct.affine, {"liver": 5, "L1": 31})
+    with pytest.raises(LabelingError, match="holds no vertebral level"):
+        vertebra_labels_from_map(ct, organs)
+    with pytest.raises(ValueError, match="isolate_bodies must be"):
+        vertebra_labels_from_map(ct, organs, isolate_bodies="yes")
+
+
+def test_isolate_body_keeps_a_body_only_mask():
+    ct, _, truth = make_spine(("L1",), spacing=(1.0, 1.0, 1.0), ribs=())
+    body = truth.mask("L1")
+    iso = isolate_vertebral_body(body, ct.spacing)
+    assert np.sum(iso ^ body) <= 0.01 * body.sum()
+    assert not isolate_vertebral_body(np.zeros((3, 3, 3), bool), (1, 1, 1)).any()
+
+
+def test_totalsegmentator_map_on_real_data(real_data):
+    from bmdqct.io import load_ct, load_labels
+
+    folder = real_data / "ts_abdomen_3mm"
+    ct = load_ct(folder / "ct.nii.gz")
+    labels = load_labels(folder / "totalseg_labels.nii.gz", like=ct, scheme="totalsegmentator")
+    vl = vertebra_labels_from_map(ct, labels)
+    assert {"T12", "L1", "L2", "L3"} <= set(vl.levels)
+    # T12 reaches the scan's upper edge; L1-L3 are whole
+    assert vl.levels["T12"].partial
+    assert not any(vl.levels[n].partial for n in ("L1", "L2", "L3"))
+    # TotalSegmentator's report: middle heights 24 mm for L1 and L2
+    assert vl.levels["L1"].height_mm == pytest.approx(24.0, abs=3.0)
+    # the ribs of T12 are seen, none on L1/L2
+    assert vl.rib_check.rib_bearing["T12"] is True
+    assert vl.rib_check.rib_bearing["L1"] is False and vl.rib_check.rib_bearing["L2"] is False
+    assert vl.rib_check.consistent is True
+    # bodies match TotalSegmentator's own body masks
+    body = np.asarray(load_labels(folder / "totalseg_vertebrae_body.nii.gz", like=ct).labels) == 1
+    for name in ("L1", "L2"):
+        ref = body & np.asarray(labels.mask(name))
+        got = vl.mask(name)
+        assert 2 * np.sum(got & ref) / (got.sum() + ref.sum()) > 0.9
+
+
+# --------------------------------------------------------------------------- synthetic scans
+# Truth.classes stands in for the model's output; Truth.levels is the answer.
+
+
+@pytest.mark.parametrize("n_rib_pairs, lowest, flag", [(12, "T12", None), (13, "L1", "rib_mismatch:L1"),
+                                                       (11, "T11", "rib_mismatch:T11")])
+def test_synthetic_scan_named_like_truth_and_rib_count_flagged(n_rib_pairs, lowest, flag):
+    from bmdqct.synthetic import synthesize_ldct
+
+    ct, truth = synthesize_ldct(7, cranial="T10", caudal="L2", shape=(200, 200), pixel_mm=1.8, slice_mm=2.5,
+                                n_rib_pairs=n_rib_pairs)
+    vl = label_vertebrae(ct, truth.classes)
+    for name in ("T10", "T11", "T12", "L1", "L2"):
+        got, true = vl.mask(name), truth.levels.mask(name)
+        assert 2 * np.sum(got & true) / (got.sum() + true.sum()) > 0.98, name
+    assert vl.rib_check.lowest_rib_level == lowest
+    assert tuple(truth.rib_levels)[-1] == lowest
+    assert [str(f) for f in vl.flags if f.code == "rib_mismatch"] == ([] if flag is None else [flag])
+
+
+def test_piece_of_a_body_with_the_wrong_class_joins_the_body():
+    ct, cls, truth = make_spine(("T11", "T12", "L1", "L2"))
+    lab = np.array(cls.labels)
+    t12 = truth.mask("T12")
+    top = np.nonzero(t12.any(axis=(1, 2)))[0][-4:]
+    lab[top] = np.where(t12[top], 3, lab[top])      # T12's upper 8 mm painted L1-L2
+    vl = label_vertebrae(ct, LabelVolume(lab, cls.affine, cls.names))
+    _assert_named_like_truth(vl, truth, ("T11", "T12", "L1", "L2"))
+    assert "class_merged" in [f.code for f in vl.flags]

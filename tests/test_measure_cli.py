@@ -1,0 +1,216 @@
+"""Tests of ``bmdqct measure`` (external labels; no model needed) and its bad inputs."""
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from test_labeling import make_spine
+
+from bmdqct.cli import main
+from bmdqct.io import write_nifti
+from bmdqct.volume import LabelVolume
+
+CONTRACT_COLUMNS = ["case", "status", "error", "category", "bmd_l1_l2_mg_cm3", "levels_used",
+                    "T12_hu_mean", "T12_bmd_mg_cm3", "L1_hu_mean", "L1_bmd_mg_cm3", "L2_hu_mean",
+                    "L2_bmd_mg_cm3", "flags"]
+
+
+def _ras_copy(path, target):
+    """Store a NIfTI file in RAS order (not bmdqct's canonical order): a reader's trap."""
+    img = nib.as_closest_canonical(nib.load(str(path)))
+    nib.save(img, str(target))
+    return target
+
+
+@pytest.fixture
+def case_files(tmp_path):
+    ct, _, truth = make_spine(("T11", "T12", "L1", "L2"), spacing=(2.0, 1.5, 1.5))
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    ct_path = _ras_copy(write_nifti(ct, folder / "tmp_ct.nii.gz"), folder / "spine.nii.gz")
+    lab_path = _ras_copy(write_nifti(truth, folder / "tmp_lab.nii.gz"), folder / "spine_levels.nii.gz")
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"slope": 0.8, "intercept": -2.0}))
+    return ct_path, lab_path, cal
+
+
+def _rows(out):
+    with (out / "results.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        return reader.fieldnames, {row["case"]: row for row in reader}
+
+
+def test_measure_writes_every_output_on_the_input_grid(case_files, tmp_path, capsys):
+    ct_path, lab_path, cal = case_files
+    out = tmp_path / "out"
+    rc = main(["measure", str(ct_path), "-o", str(out), "--labels", str(lab_path), "--label-scheme", "verse",
+               "--calibration", str(cal), "--no-progress"])
+    assert rc == 0
+    assert "spine: ok  L1-L2 118.0 mg/cm3 osteopenia" in capsys.readouterr().out
+    case = out / "spine"
+    for name in ("result.json", "labels.nii.gz", "voi.nii.gz", "qc.png"):
+        assert (case / name).stat().st_size > 0, name
+    result = json.loads((case / "result.json").read_text())
+    assert result["levels"]["L1"]["hu_mean"] == pytest.approx(150.0)
+    assert result["levels"]["L2"]["bmd_mg_cm3"] == pytest.approx(118.0)
+    assert result["bmd_l1_l2_mg_cm3"] == pytest.approx(118.0)
+    assert result["category"] == "osteopenia" and result["qc"]["flags"] == []
+    # label map and VOI mask on the input's own (RAS) grid
+    source = nib.load(str(ct_path))
+    for name in ("labels.nii.gz", "voi.nii.gz"):
+        img = nib.load(str(case / name))
+        assert img.shape == source.shape and np.allclose(img.affine, source.affine)
+    truth = np.asarray(nib.load(str(lab_path)).dataobj)
+    labels = np.asarray(nib.load(str(case / "labels.nii.gz")).dataobj)
+    assert np.array_equal(labels, truth)
+    voi = np.asarray(nib.load(str(case / "voi.nii.gz")).dataobj)
+    assert set(np.unique(voi)) == {0, 19, 20, 21}
+    assert np.all(truth[voi > 0] == voi[voi > 0])
+    columns, rows = _rows(out)
+    assert columns == CONTRACT_COLUMNS
+    row = rows["spine"]
+    assert row["status"] == "ok" and row["category"] == "osteopenia" and row["levels_used"] == "L1+L2"
+    assert float(row["L1_hu_mean"]) == pytest.approx(150.0) and float(row["T12_bmd_mg_cm3"]) == 118.0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"ok": 1, "failed": 0, "skipped": 0}
+    assert manifest["cases"][0]["calibration_id"].startswith("cal-")
+    assert manifest["versions"]["numpy"] == np.__version__
+
+
+def test_rerun_skips_finished_cases_and_a_failed_case_does_not_stop_the_run(case_files, tmp_path, capsys):
+    ct_path, lab_path, cal = case_files
+    out = tmp_path / "out"
+    args = ["-o", str(out), "--calibration", str(cal), "--label-scheme", "verse", "--no-progress"]
+    assert main(["measure", str(ct_path), "--labels", str(lab_path), *args]) == 0
+    stamp = (out / "spine" / "result.json").stat().st_mtime_ns
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"this is not a NIfTI file")
+    capsys.readouterr()
+    rc = main(["measure", str(broken), str(ct_path), "--labels", str(lab_path), "--labels", str(lab_path),
+               *args])
+    assert rc == 1                                   # a case failed ...
+    text = capsys.readouterr().out
+    assert "broken: FAILED" in text and "spine: skipped" in text
+    assert (out / "spine" / "result.json").stat().st_mtime_ns == stamp
+    _, rows = _rows(out)
+    assert rows["spine"]["status"] == "skipped" and rows["spine"]["category"] == "osteopenia"
+    assert rows["broken"]["status"] == "failed" and rows["broken"]["error"]
+    assert "error" in json.loads((out / "broken" / "error.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"ok": 0, "failed": 1, "skipped": 1}
+    assert len(manifest["history"]) == 1
+    # ... and --overwrite measures again
+    assert main(["measure", str(ct_path), "--labels", str(lab_path), "--overwrite", *args]) == 0
+    assert (out / "spine" / "result.json").stat().st_mtime_ns != stamp
+    _, rows = _rows(out)
+    assert set(rows) == {"spine", "broken"}          # earlier rows are kept
+
+
+def test_hu_only_without_calibration(case_files, tmp_path, capsys):
+    ct_path, lab_path, _ = case_files
+    out = tmp_path / "out"
+    assert main(["measure", str(ct_path), "-o", str(out), "--labels", str(lab_path), "--label-scheme",
+                 "verse", "--no-progress", "--no-qc-picture"]) == 0
+    assert "150.0 HU (no calibration)" in capsys.readouterr().out
+    _, rows = _rows(out)
+    assert rows["spine"]["category"] == "" and rows["spine"]["bmd_l1_l2_mg_cm3"] == ""
+    assert rows["spine"]["flags"] == "no_calibration"
+    assert not (out / "spine" / "qc.png").exists()
+
+
+def test_calibration_file_with_a_missing_field(case_files, tmp_path, capsys):
+    ct_path, lab_path, _ = case_files
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"intercept": -2.0}')
+    rc = main(["measure", str(ct_path), "-o", str(tmp_path / "out"), "--labels", str(lab_path),
+               "--calibration", str(bad), "--no-progress"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "slope" in err and "bad.json" in err
+
+
+def test_output_folder_not_writable(case_files, tmp_path, capsys):
+    ct_path, lab_path, cal = case_files
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    rc = main(["measure", str(ct_path), "-o", str(blocker / "out"), "--labels", str(lab_path),
+               "--calibration", str(cal), "--no-progress"])
+    assert rc == 1
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_label_map_with_no_vertebra_fails_the_case(case_files, tmp_path, capsys):
+    ct_path, lab_path, cal = case_files
+    img = nib.load(str(lab_path))
+    organs = np.where(np.asarray(img.dataobj) > 0, 100, 0).astype(np.int16)   # id 100: no vertebra in VerSe
+    path = tmp_path / "organs.nii.gz"
+    nib.save(nib.Nifti1Image(organs, img.affine), str(path))
+    out = tmp_path / "out"
+    rc = main(["measure", str(ct_path), "-o", str(out), "--labels", str(path), "--label-scheme", "verse",
+               "--calibration", str(cal), "--no-progress"])
+    assert rc == 1
+    _, rows = _rows(out)
+    assert rows["spine"]["status"] == "failed"
+    assert "no vertebra" in rows["spine"]["error"]
+
+
+def test_four_class_map_from_bmdqct_segment(tmp_path, capsys):
+    ct, cls, _ = make_spine(("T11", "T12", "L1", "L2"), spacing=(2.0, 1.5, 1.5))
+    ct_path = write_nifti(ct, tmp_path / "scan.nii.gz")
+    cls_path = write_nifti(LabelVolume(cls.labels, cls.affine), tmp_path / "classes.nii.gz")
+    out = tmp_path / "out"
+    assert main(["measure", str(ct_path), "-o", str(out), "--labels", str(cls_path), "--label-scheme", "classes",
+                 "--no-progress", "--no-qc-picture"]) == 0
+    _, rows = _rows(out)
+    assert rows["scan"]["levels_used"] == "L1+L2" and float(rows["scan"]["L2_hu_mean"]) == pytest.approx(150.0)
+
+
+def test_label_count_must_match_inputs(case_files, tmp_path, capsys):
+    ct_path, lab_path, cal = case_files
+    rc = main(["measure", str(ct_path), str(ct_path), "-o", str(tmp_path / "out"), "--labels", str(lab_path)])
+    assert rc == 1
+    assert "one label map per INPUT" in capsys.readouterr().err
+
+
+def test_case_names_are_unique():
+    from pathlib import Path
+
+    from bmdqct._cli_measure import _case_names
+
+    names = _case_names([Path("a/ct.nii.gz"), Path("b/ct.nii.gz"), Path("c/scan.mha"), Path("dicom/S1")])
+    assert names == ["a_ct", "b_ct", "scan", "S1"]
+
+
+# --------------------------------------------------------------------------- with the shipped model
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "bmdqct report" in text and "synthetic truth" in text
+    result = json.loads((out / "demo_subject" / "result.json").read_text())
+    assert result["provenance"]["model_id"] and result["provenance"]["calibration_id"].startswith("cal-")
+    assert result["category"] in ("osteoporosis", "osteopenia", "normal")
+    for name in ("labels.nii.gz", "voi.nii.gz", "qc.png"):
+        assert (out / "demo_subject" / name).exists()
+    _, rows = _rows(out)
+    assert rows["demo_subject"]["status"] == "ok"
+    assert len(list((out / "calibrations").rglob("*.json"))) >= 1
+
+
+@pytest.mark.slow
+def test_no_spine_in_view_fails_the_case(tmp_path):
+    """A phantom scan holds no spine: the case fails with the model's or the labelling's error."""
+    from bmdqct.synthetic import synthesize_phantom_scan
+
+    scan, _ = synthesize_phantom_scan("mindways-model3-ct", 1, shape=(128, 128), pixel_mm=2.0, n_slices=24)
+    path = write_nifti(scan, tmp_path / "phantom.nii.gz")
+    out = tmp_path / "out"
+    assert main(["measure", str(path), "-o", str(out), "--no-progress"]) == 1
+    _, rows = _rows(out)
+    assert rows["phantom"]["status"] == "failed"
+    assert "no vertebral body" in rows["phantom"]["error"]
