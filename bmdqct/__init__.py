@@ -11,7 +11,9 @@ Geometry and units are described once, in :mod:`bmdqct.volume`.
 
 import logging
 
-from .errors import (
+__version__ = "0.1.0"  # a literal, read statically by setup.cfg; set before the imports below
+
+from .errors import (  # noqa: E402
     BMDQCTError,
     BMDQCTWarning,
     CalibrationError,
@@ -27,8 +29,7 @@ from .errors import (
 from .volume import CTVolume, LabelVolume, to_canonical
 from .io import SeriesInfo, list_series, load_ct, load_labels, write_dicom_series, write_nifti
 from .preprocess import clip_hu, resample, resample_like
-
-__version__ = "0.1.0"
+from .measure import LevelMeasurement, Result, measure
 
 # Exported lazily (PEP 562): these modules pull in scipy.stats / statsmodels, and
 # ``import bmdqct`` should stay well under a second.
@@ -37,6 +38,12 @@ _LAZY = {
         "Calibration", "read_calibration", "read_certificate", "calibrate_phantom",
         "fit_phantom", "select_calibration", "add_to_store", "calibration_history",
         "fit_paired_calibration", "convert_mineral")},
+    **{name: "labeling" for name in (
+        "label_vertebrae", "vertebra_labels_from_map", "VertebraLabels", "LevelInfo", "QCFlag")},
+    **{name: "voi" for name in ("vertebral_body_voi", "VOI", "VOIProtocol", "DEFAULT_VOI_PROTOCOL")},
+    **{name: "classify" for name in (
+        "classify_bmd", "diagnose", "Diagnosis", "BMDCategory", "ACR_THRESHOLDS_MG_CM3")},
+    **{name: "synthetic" for name in ("synthesize_ldct", "synthesize_cohort", "Truth", "Cohort")},
     **{name: "agreement" for name in (
         "bland_altman", "bland_altman_regression", "bland_altman_replicates",
         "linear_regression", "deming_regression", "passing_bablok", "concordance_correlation",
@@ -71,6 +78,9 @@ __all__ = [
     "clip_hu",
     "resample",
     "resample_like",
+    "LevelMeasurement",
+    "Result",
+    "measure",
 ]
 
 __all__ += sorted(_LAZY)
