@@ -35,7 +35,7 @@ def main(argv=None) -> None:
     rss_before = _peak_rss_gb()
 
     from bmdqct.segment import load_model, segment_spine
-    from bmdqct.segment.grid import footprint, prepare, to_source_grid
+    from bmdqct.segment.grid import classes_on_source_grid, footprint, prepare
     from bmdqct.segment.inference import predict_patches
 
     model = load_model(args.model)
@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     t1 = time.perf_counter()
     probs = predict_patches(model, prepared.image)
     t2 = time.perf_counter()
-    to_source_grid(probs, prepared, box=footprint(prepared))
+    classes_on_source_grid(probs, prepared, box=footprint(prepared))
     t3 = time.perf_counter()
     print(f"stages: resample+crop {t1 - t0:.1f} s, network {t2 - t1:.1f} s "
           f"({prepared.image.shape[0]} model slices), map back {t3 - t2:.1f} s")

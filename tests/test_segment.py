@@ -250,3 +250,17 @@ def test_segment_command_reports_missing_input(tmp_path, capsys):
 
     assert main(["segment", str(tmp_path / "absent.nii.gz"), "-o", str(tmp_path)]) == 1
     assert "absent.nii.gz" in capsys.readouterr().err
+
+
+def test_classes_on_source_grid_matches_full_probabilities():
+    from bmdqct.segment.grid import classes_on_source_grid
+
+    volume, bodies = toy_trunk(shift_mm=(3.0, -4.0))
+    preset = PRESETS["cpu-fast"]
+    prepared, crop_labels = prepare(volume, preset, labels=bodies.astype(np.int16))
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(4), size=prepared.image.shape).astype(np.float32)
+    full = to_source_grid(probs, prepared)
+    classes, confidence = classes_on_source_grid(probs, prepared)
+    np.testing.assert_array_equal(classes, np.argmax(full, axis=-1))
+    np.testing.assert_allclose(confidence, np.max(full, axis=-1), rtol=1e-6)

@@ -29,7 +29,7 @@ from scipy import ndimage
 from ..errors import SegmentationError
 from ..volume import CTVolume
 
-__all__ = ["Prepared", "prepare", "to_source_grid", "scale_hu", "resample_to_model_grid",
+__all__ = ["Prepared", "prepare", "to_source_grid", "classes_on_source_grid", "footprint", "scale_hu", "resample_to_model_grid",
            "spine_centre_line"]
 
 logger = logging.getLogger(__name__)
@@ -300,7 +300,38 @@ def to_source_grid(probabilities: np.ndarray, prepared: Prepared, *, box=None) -
     (..., C) float32 ndarray on ``box``.
     """
     box = footprint(prepared) if box is None else box
-    n_slices, height, width, n_classes = probabilities.shape
+    shape = tuple(s.stop - s.start for s in box)
+    out = np.zeros(shape + (probabilities.shape[-1],), dtype=np.float32)
+    out[..., 0] = 1.0
+    for k, rows, cols, mapped in _mapped_slices(probabilities, prepared, box):
+        out[k, rows, cols] = np.moveaxis(mapped, 0, -1)
+    return out
+
+
+def classes_on_source_grid(probabilities: np.ndarray, prepared: Prepared, *, box=None):
+    """Most probable class and its probability on the source grid, slice by slice.
+
+    Same mapping as :func:`to_source_grid`, without holding every class's
+    probability for the whole box at once (a quarter of the memory).
+
+    Returns
+    -------
+    classes : int16 ndarray on ``box``
+    confidence : float32 ndarray on ``box``
+    """
+    box = footprint(prepared) if box is None else box
+    shape = tuple(s.stop - s.start for s in box)
+    classes = np.zeros(shape, dtype=np.int16)
+    confidence = np.ones(shape, dtype=np.float32)
+    for k, rows, cols, mapped in _mapped_slices(probabilities, prepared, box):
+        classes[k, rows, cols] = np.argmax(mapped, axis=0)
+        confidence[k, rows, cols] = np.max(mapped, axis=0)
+    return classes, confidence
+
+
+def _mapped_slices(probabilities: np.ndarray, prepared: Prepared, box):
+    """Yield ``(k, rows, cols, (C, r, c) probabilities)`` for each source slice of `box`."""
+    n_slices, height, width, _ = probabilities.shape
     starts = np.array([s.start for s in box])
     shape = tuple(s.stop - s.start for s in box)
     ratio = prepared.ratio
@@ -311,13 +342,11 @@ def to_source_grid(probabilities: np.ndarray, prepared: Prepared, *, box=None) -
     z_model = np.arange(prepared.centre_vox.shape[0])
     cy = np.interp(mz, z_model, prepared.centre_vox[:, 0])
     cx = np.interp(mz, z_model, prepared.centre_vox[:, 1])
-    out = np.zeros(shape + (n_classes,), dtype=np.float32)
-    out[..., 0] = 1.0
     channels_first = np.moveaxis(np.asarray(probabilities, dtype=np.float32), -1, 1)  # Z,C,H,W
     for k in range(shape[0]):
-        z = float(np.clip(mz[k], 0.0, n_slices - 1.0))
         if not -0.5 <= mz[k] <= n_slices - 0.5:
             continue
+        z = float(np.clip(mz[k], 0.0, n_slices - 1.0))
         z0 = min(int(np.floor(z)), max(n_slices - 2, 0))
         f = z - z0
         plane = channels_first[z0] * (1.0 - f)
@@ -331,9 +360,8 @@ def to_source_grid(probabilities: np.ndarray, prepared: Prepared, *, box=None) -
             continue
         w_rows = interpolation_matrix(height, rows[in_rows]).astype(np.float32)
         w_cols = interpolation_matrix(width, cols[in_cols]).astype(np.float32)
-        mapped = w_rows @ plane @ w_cols.T  # (C, rows, cols)
-        out[k, in_rows[0]:in_rows[-1] + 1, in_cols[0]:in_cols[-1] + 1] = np.moveaxis(mapped, 0, -1)
-    return out
+        yield (k, slice(in_rows[0], in_rows[-1] + 1), slice(in_cols[0], in_cols[-1] + 1),
+               w_rows @ plane @ w_cols.T)
 
 
 def footprint(prepared: Prepared, *, margin_vox: int = 1) -> tuple:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..errors import SegmentationError
 from ..levels import SEGMENTATION_CLASSES
 from ..volume import CTVolume, LabelVolume
-from .grid import footprint, prepare, to_source_grid
+from .grid import classes_on_source_grid, footprint, prepare
 from .model import SpineModel, load_model
 
 __all__ = ["Segmentation", "segment_spine", "predict_patches"]
@@ -125,11 +125,9 @@ def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_s
     probabilities = predict_patches(model, prepared.image, overlap=overlap,
                                     batch_size=batch_size, progress=progress)
     box = footprint(prepared)
-    source = to_source_grid(probabilities, prepared, box=box)
     classes = np.zeros(volume.shape, dtype=np.int16)
     confidence = np.ones(volume.shape, dtype=np.float32)
-    classes[box] = np.argmax(source, axis=-1)
-    confidence[box] = np.max(source, axis=-1)
+    classes[box], confidence[box] = classes_on_source_grid(probabilities, prepared, box=box)
     if not classes.any():
         raise SegmentationError(
             f"the model ({model.model_id}) found no vertebral body in this CT "
