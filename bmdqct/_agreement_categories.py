@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ._agreement_common import _check_confidence, _check_count, _interval, _z
 from ._agreement_diagnostic import Proportion, proportion
@@ -187,6 +186,7 @@ def cohens_kappa(reference, test, *, weights: str | None = None,
     >>> round(res.kappa, 4), res.weights
     (0.6667, 'linear')
     """
+    from scipy import stats
     from statsmodels.stats.inter_rater import cohens_kappa as _sm_kappa
 
     confidence = _check_confidence(confidence)

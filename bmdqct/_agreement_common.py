@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 logger = logging.getLogger("bmdqct.agreement")
 
@@ -79,10 +78,15 @@ def _check_confidence(confidence: float) -> float:
 
 def _z(confidence: float) -> float:
     """Two-sided standard-normal quantile, e.g. 1.959964 for 0.95."""
+    from scipy import stats  # lazy: scipy.stats costs ~0.7 s to import
+
     return float(stats.norm.ppf(0.5 + confidence / 2.0))
 
 
 def _t(confidence: float, df: float) -> float:
+    """Two-sided Student-t quantile with `df` degrees of freedom."""
+    from scipy import stats
+
     return float(stats.t.ppf(0.5 + confidence / 2.0, df))
 
 

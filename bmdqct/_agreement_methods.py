@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from ._agreement_common import (
     _check_confidence,
@@ -157,8 +156,7 @@ def bland_altman(reference, test, *, limits: float = 1.96, confidence: float = 0
     (-6.33, 8.33)
     """
     confidence = _check_confidence(confidence)
-    if not limits > 0:
-        raise ValueError(f"limits must be a positive number of SDs (1.96 for 95 % limits); got {limits}")
+    limits = _check_limits(limits)
     x, y, n_dropped = _paired(reference, test, what="bland_altman")
     means = (x + y) / 2.0
     _check_varies(means, "the pair mean", what="bland_altman")
@@ -174,6 +172,8 @@ def bland_altman(reference, test, *, limits: float = 1.96, confidence: float = 0
     t = _t(confidence, n - 1)
     se_bias, se_limit = sd / math.sqrt(n), math.sqrt(3.0 * sd * sd / n)
     alpha = 1.0 - confidence
+    from scipy import stats  # lazy: scipy.stats costs ~0.7 s to import
+
     # Exact limits: (limit - bias)·√n/sd follows a non-central t with nc = limits·√n.
     q_low, q_high = stats.nct.ppf([alpha / 2, 1 - alpha / 2], df=n - 1, nc=limits * math.sqrt(n))
     upper_exact = _interval(bias + se_bias * q_low, bias + se_bias * q_high)
@@ -188,6 +188,13 @@ def bland_altman(reference, test, *, limits: float = 1.96, confidence: float = 0
         lower_ci_exact=lower_exact, upper_ci_exact=upper_exact,
         slope=slope, slope_ci=slope_ci, slope_p=slope_p, intercept=intercept,
         percent=bool(percent), differences=d, means=means)
+
+
+def _check_limits(limits: float) -> float:
+    limits = float(limits)
+    if not limits > 0:     # also refuses NaN
+        raise ValueError(f"limits must be a positive number of SDs (1.96 for 95 % limits); got {limits}")
+    return limits
 
 
 def _ols_line(x: np.ndarray, y: np.ndarray, confidence: float) -> tuple[float, float, Interval, float]:
@@ -255,7 +262,7 @@ def bland_altman_regression(reference, test, *, limits: float = 1.96) -> Regress
     Raises
     ------
     ValueError
-        As :func:`bland_altman`.
+        As :func:`bland_altman`, or `limits` not positive.
 
     Notes
     -----
@@ -274,6 +281,7 @@ def bland_altman_regression(reference, test, *, limits: float = 1.96) -> Regress
     >>> bool(low < bias < high)
     True
     """
+    limits = _check_limits(limits)
     x, y, n_dropped = _paired(reference, test, what="bland_altman_regression")
     means, d = (x + y) / 2.0, y - x
     _check_varies(means, "the pair mean", what="bland_altman_regression")
@@ -346,7 +354,7 @@ def bland_altman_replicates(reference, test, *, limits: float = 1.96,
     ------
     ValueError
         If the two sequences hold different numbers of subjects, fewer than 3 subjects,
-        or a subject without any value for a method.
+        a subject without any value for a method, or `limits` not positive.
 
     Notes
     -----
@@ -374,6 +382,7 @@ def bland_altman_replicates(reference, test, *, limits: float = 1.96,
     (2.0, 4, 8)
     """
     confidence = _check_confidence(confidence)
+    limits = _check_limits(limits)
     ref = _ragged(reference, "reference", min_each=1)
     tst = _ragged(test, "test", min_each=1)
     if len(ref) != len(tst):
@@ -490,18 +499,21 @@ def concordance_correlation(reference, test, *, confidence: float = 0.95) -> CCC
     n = x.size
     sx2, sy2 = float(x.var()), float(y.var())
     sxy = float(((x - x.mean()) * (y - y.mean())).mean())
-    ccc = 2.0 * sxy / (sx2 + sy2 + (x.mean() - y.mean()) ** 2)
+    denominator = sx2 + sy2 + (x.mean() - y.mean()) ** 2
+    ccc = 2.0 * sxy / denominator
     r = sxy / math.sqrt(sx2 * sy2)
+    bias_correction = 2.0 * math.sqrt(sx2 * sy2) / denominator     # C_b = ccc / r, also when r = 0
     u = (y.mean() - x.mean()) / (sx2 * sy2) ** 0.25
-    var = ((1 - r * r) * ccc ** 2 * (1 - ccc ** 2) / r ** 2
-           + 2 * ccc ** 3 * (1 - ccc) * u ** 2 / r
-           - 0.5 * ccc ** 4 * u ** 4 / r ** 2) / (n - 2)
+    # Lin's SE with ccc / r written as C_b, so that uncorrelated methods (r = 0) need no 0/0
+    var = ((1 - r * r) * bias_correction ** 2 * (1 - ccc ** 2)
+           + 2 * ccc ** 2 * bias_correction * (1 - ccc) * u ** 2
+           - 0.5 * ccc ** 2 * bias_correction ** 2 * u ** 4) / (n - 2)
     se = math.sqrt(max(var, 0.0))
     if abs(ccc) < 1.0:
         half = _z(confidence) * se / (1.0 - ccc * ccc)
         ci = _interval(math.tanh(math.atanh(ccc) - half), math.tanh(math.atanh(ccc) + half))
     else:
         ci = (ccc, ccc)
-    return CCCResult(ccc=float(ccc), ci=ci, se=se, r=float(r), bias_correction=float(ccc / r),
+    return CCCResult(ccc=float(ccc), ci=ci, se=se, r=float(r), bias_correction=float(bias_correction),
                      location_shift=float(u), scale_shift=float(math.sqrt(sy2 / sx2)), n=n,
                      n_dropped=n_dropped, confidence=confidence)

@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from ._agreement_common import _check_confidence, _check_varies, _fisher_ci, _interval, _paired, _t, _z
 
@@ -338,4 +337,6 @@ def _cusum(x: np.ndarray, y: np.ndarray, slope: float, intercept: float) -> tupl
     distance = (y + x / slope - intercept) / math.sqrt(1.0 + 1.0 / slope ** 2)
     cusum = np.cumsum(score[np.argsort(distance, kind="stable")])
     h = float(np.abs(cusum).max() / math.sqrt(below + 1))
+    from scipy import stats
+
     return h, float(stats.kstwobign.sf(h))

@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ._agreement_common import _check_confidence, _check_count, _interval, _ragged
 
@@ -85,8 +84,8 @@ def icc(ratings, *, kind: str = "2,1", confidence: float = 0.95) -> ICCResult:
     Raises
     ------
     ValueError
-        Unknown `kind`, fewer than 2 columns or 3 complete rows, or ratings identical
-        everywhere.
+        Unknown `kind`, fewer than 2 columns or 3 complete rows, ratings identical
+        everywhere, or subjects that do not differ (equal row means).
 
     Notes
     -----
@@ -128,47 +127,59 @@ def icc(ratings, *, kind: str = "2,1", confidence: float = 0.95) -> ICCResult:
     table = table[complete]
     n, k = table.shape
     _check_count(n, 3, what="icc", unit="complete rows (subjects)", n_dropped=n_dropped)
+    from scipy import stats  # lazy: scipy.stats costs ~0.7 s to import
+
     grand = table.mean()
-    ss_rows = k * ((table.mean(axis=1) - grand) ** 2).sum()
-    ss_cols = n * ((table.mean(axis=0) - grand) ** 2).sum()
-    ss_total = ((table - grand) ** 2).sum()
-    ss_error = ss_total - ss_rows - ss_cols
-    if ss_total == 0:
+    row_means, col_means = table.mean(axis=1), table.mean(axis=0)
+    ss_rows = k * ((row_means - grand) ** 2).sum()
+    ss_cols = n * ((col_means - grand) ** 2).sum()
+    # residual of the two-way model, summed directly so that it is never negative
+    ss_error = ((table - row_means[:, None] - col_means[None, :] + grand) ** 2).sum()
+    if ss_rows + ss_cols + ss_error == 0:
         raise ValueError("icc: every rating is identical; the ICC is undefined")
+    if ss_rows == 0:
+        raise ValueError("icc: every subject has the same mean rating, so there is no between-subject "
+                         "variance and the ICC (its share of the total) is undefined")
     msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
     mse = ss_error / ((n - 1) * (k - 1))
     msw = (ss_cols + ss_error) / (n * (k - 1))
     alpha = 1.0 - confidence
     q = 1.0 - alpha / 2.0
-    if kind.startswith("1"):
-        f, df2 = msr / msw, n * (k - 1)
-    else:
-        f, df2 = msr / mse, (n - 1) * (k - 1)
+    error_ms, df2 = (msw, n * (k - 1)) if kind.startswith("1") else (mse, (n - 1) * (k - 1))
+    # Ratings that agree exactly (up to what the model allows: a rater offset for the two-way
+    # forms) leave no error variance: F is infinite and the ICC is 1 for forms 1 and 3.
+    f = msr / error_ms if error_ms > 0 else math.inf
     df1 = n - 1
     p_value = float(stats.f.sf(f, df1, df2))
-    f_low = f / stats.f.ppf(q, df1, df2)
-    f_high = f * stats.f.ppf(q, df2, df1)
     single = kind.endswith(",1")
     if kind.startswith("2"):
         value1 = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
-        a = k * value1 / (n * (1 - value1))
-        b = 1 + k * value1 * (n - 1) / (n * (1 - value1))
-        v = (a * msc + b * mse) ** 2 / ((a * msc) ** 2 / (k - 1) + (b * mse) ** 2 / ((n - 1) * (k - 1)))
-        fu = stats.f.ppf(q, n - 1, v)
-        fl = stats.f.ppf(q, v, n - 1)
-        low1 = n * (msr - fu * mse) / (fu * (k * msc + (k * n - k - n) * mse) + n * msr)
-        high1 = n * (fl * msr - mse) / (k * msc + (k * n - k - n) * mse + n * fl * msr)
+        if value1 >= 1.0:      # no rater offset and no error: perfect absolute agreement
+            low1 = high1 = 1.0
+        else:
+            a = k * value1 / (n * (1 - value1))
+            b = 1 + k * value1 * (n - 1) / (n * (1 - value1))
+            v = (a * msc + b * mse) ** 2 / ((a * msc) ** 2 / (k - 1) + (b * mse) ** 2 / ((n - 1) * (k - 1)))
+            fu = stats.f.ppf(q, n - 1, v)
+            fl = stats.f.ppf(q, v, n - 1)
+            low1 = n * (msr - fu * mse) / (fu * (k * msc + (k * n - k - n) * mse) + n * msr)
+            high1 = n * (fl * msr - mse) / (k * msc + (k * n - k - n) * mse + n * fl * msr)
         if single:
             value, ci = value1, (low1, high1)
         else:
             value = (msr - mse) / (msr + (msc - mse) / n)
             ci = tuple(c * k / (1 + (k - 1) * c) for c in (low1, high1))
-    elif single:
-        value = (f - 1) / (f + k - 1)  # (MSR - MS)/(MSR + (k-1) MS), MS = MSW or MSE
-        ci = ((f_low - 1) / (f_low + k - 1), (f_high - 1) / (f_high + k - 1))
+    elif math.isinf(f):
+        value, ci = 1.0, (1.0, 1.0)
     else:
-        value = 1 - 1 / f
-        ci = (1 - 1 / f_low, 1 - 1 / f_high)
+        f_low = f / stats.f.ppf(q, df1, df2)
+        f_high = f * stats.f.ppf(q, df2, df1)
+        if single:
+            value = (f - 1) / (f + k - 1)  # (MSR - MS)/(MSR + (k-1) MS), MS = MSW or MSE
+            ci = ((f_low - 1) / (f_low + k - 1), (f_high - 1) / (f_high + k - 1))
+        else:
+            value = 1 - 1 / f
+            ci = (1 - 1 / f_low, 1 - 1 / f_high)
     return ICCResult(kind=kind, description=ICC_KINDS[kind], value=float(value), ci=_interval(*ci),
                      f=float(f), df1=int(df1), df2=float(df2), p_value=p_value, n_subjects=n,
                      n_raters=k, n_dropped=n_dropped, confidence=confidence)
@@ -249,6 +260,8 @@ def precision_error(measurements, *, confidence: float = 0.95) -> PrecisionResul
     >>> round(res.rms_sd, 4), round(res.rms_cv_percent, 3), round(res.lsc, 3)
     (1.6956, 2.162, 4.697)
     """
+    from scipy import stats
+
     confidence = _check_confidence(confidence)
     groups = _ragged(measurements, "measurements", min_each=2)
     _check_count(len(groups), 2, what="precision_error")

@@ -161,6 +161,39 @@ def _conversion_line(source, target, *, kvp, method) -> tuple[float, float]:
     return 1.0 / k_to_ha[0], -k_to_ha[1] / k_to_ha[0]
 
 
+def _is_finite_number(value) -> bool:
+    """True for a finite real number that is not a bool (what a JSON number field must hold)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def _read_json(path: str | os.PathLike, what: str):
+    """Parsed JSON of a file; a missing, unreadable or invalid file raises CalibrationError naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise CalibrationError(f"{what} file {path} does not exist") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise CalibrationError(f"{what} file {path} cannot be read: {err}") from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CalibrationError(f"{what} {path}: not valid JSON ({err.msg} at line {err.lineno}, "
+                               f"column {err.colno})") from err
+
+
+def _slice_range(slices, n_slices: int) -> np.ndarray:
+    """Indices ``first..last`` (inclusive) of user-given axial `slices` of an `n_slices` volume."""
+    try:
+        first, last = (int(s) for s in slices)
+    except (TypeError, ValueError) as err:
+        raise CalibrationError(f"slices must be (first, last) axial slice indices; got {slices!r}") from err
+    if not 0 <= first <= last < n_slices:
+        raise CalibrationError(f"slices must be (first, last) with 0 <= first <= last < {n_slices}; "
+                               f"got {(first, last)}")
+    return np.arange(first, last + 1)
+
+
 def _freeze(value):
     """Deep read-only copy of JSON-like data (dict -> mappingproxy, list -> tuple)."""
     if isinstance(value, Mapping):
@@ -291,7 +324,7 @@ class Calibration:
         set_ = object.__setattr__
         for name in ("slope", "intercept"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            if not _is_finite_number(value):
                 raise CalibrationError(f"Calibration.{name} must be a finite number, got {value!r}")
             set_(self, name, float(value))
         if self.slope <= 0:
@@ -442,7 +475,7 @@ class Calibration:
                 raise CalibrationError(f"{where}: missing field {name!r}; a calibration file needs at "
                                        'least {"slope": <mg/cm3 per HU>, "intercept": <mg/cm3>}')
             value = data[name]
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            if not _is_finite_number(value):
                 raise CalibrationError(f"{where}: field {name!r} must be a finite number, got {value!r}")
         known = {f.name for f in fields(cls)} - {"source"}
         unknown = sorted(set(data) - known)
@@ -514,19 +547,7 @@ def read_calibration(path: str | os.PathLike) -> Calibration:
     >>> cal.method, cal.mineral, cal.apply(100.0)
     ('manual', 'K2HPO4', 82.5)
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise CalibrationError(f"calibration file {path} does not exist") from err
-    except OSError as err:
-        raise CalibrationError(f"calibration file {path} cannot be read: {err}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CalibrationError(f"calibration {path}: not valid JSON ({err.msg} at line {err.lineno}, "
-                               f"column {err.colno})") from err
-    return Calibration.from_dict(data, source=path)
+    return Calibration.from_dict(_read_json(path, "calibration"), source=Path(path))
 
 
 def _atomic_write_text(path: Path, text: str, *, overwrite: bool) -> None:

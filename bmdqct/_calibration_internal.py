@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import os
 import types
 import warnings
@@ -28,11 +27,21 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage, stats
 
-from ._calibration_core import SCANNER_FIELDS, Calibration, _atomic_write_text, _iso_date, normalize_mineral
+from ._calibration_core import (
+    SCANNER_FIELDS,
+    Calibration,
+    _atomic_write_text,
+    _is_finite_number,
+    _iso_date,
+    _read_json,
+    _slice_range,
+    normalize_mineral,
+)
+from ._calibration_phantom import _ols
 from .errors import CalibrationError, CalibrationWarning
-from .volume import CTVolume
+from .io import HU_AIR, PADDING_THRESHOLD_HU
+from .volume import CTVolume, to_canonical
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +61,6 @@ TISSUE_WINDOWS_HU: Mapping[str, tuple[float, float]] = {
 _SELECT_HU = {"fat": (-220.0, -40.0), "muscle": (-30.0, 110.0), "blood": (-30.0, 100.0)}
 _BODY_HU = -500.0
 _BONE_HU = 250.0
-_PADDING_HU = -1500.0
 INTERNAL_REFERENCE_FORMAT = "bmdqct-internal-reference"
 
 
@@ -126,14 +134,19 @@ class InternalReference:
     def __post_init__(self):
         values = {}
         for tissue, value in dict(self.equivalent_mg_cm3).items():
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            if not _is_finite_number(value):
                 raise CalibrationError(f"internal reference: equivalent density of {tissue!r} must be a "
                                        f"finite number, got {value!r}")
             values[str(tissue)] = float(value)
         if len(values) < 2:
             raise CalibrationError(f"internal reference needs at least two tissues, got {sorted(values)}")
         object.__setattr__(self, "equivalent_mg_cm3", types.MappingProxyType(values))
-        object.__setattr__(self, "mineral", normalize_mineral(self.mineral))
+        try:
+            object.__setattr__(self, "mineral", normalize_mineral(self.mineral))
+        except ValueError as err:
+            raise CalibrationError(f"internal reference: {err}") from err
+        if self.kvp is not None and not _is_finite_number(self.kvp):
+            raise CalibrationError(f"internal reference: kvp must be a number (kV) or None, got {self.kvp!r}")
         object.__setattr__(self, "kvp", None if self.kvp is None else float(self.kvp))
 
     @property
@@ -158,25 +171,41 @@ def read_internal_reference(path: str | os.PathLike) -> InternalReference:
     Raises
     ------
     CalibrationError
-        If the file is missing, not JSON, or lacks ``equivalent_mg_cm3``.
+        If the file is missing, not JSON, lacks ``equivalent_mg_cm3`` or holds an
+        invalid field; the message names the file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> ref = InternalReference({"air": -850.0, "fat": -85.0, "muscle": 25.0}, kvp=120, station="CT1")
+    >>> back = read_internal_reference(ref.to_json(pathlib.Path(tempfile.mkdtemp()) / "ref.json"))
+    >>> back == ref, dict(back.equivalent_mg_cm3)["fat"]
+    (True, -85.0)
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise CalibrationError(f"internal reference file {path} does not exist") from err
-    except json.JSONDecodeError as err:
-        raise CalibrationError(f"internal reference {path}: not valid JSON ({err.msg})") from err
+    data = _read_json(path, "internal reference")
     if not isinstance(data, Mapping) or "equivalent_mg_cm3" not in data:
         raise CalibrationError(f"internal reference {path}: missing field 'equivalent_mg_cm3'")
+    if not isinstance(data["equivalent_mg_cm3"], Mapping):
+        raise CalibrationError(f"internal reference {path}: 'equivalent_mg_cm3' must be an object "
+                               '{"tissue": mg/cm3, ...}')
     data = {k: v for k, v in data.items() if k != "format"}
+    known = {f.name for f in fields(InternalReference)} - {"source"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise CalibrationError(f"internal reference {path}: unknown field(s) {unknown}; known fields are "
+                               f"{sorted(known)}")
     try:
         return InternalReference(**data, source=str(path))
-    except TypeError as err:
-        raise CalibrationError(f"internal reference {path}: {err}") from err
+    except CalibrationError as err:
+        raise CalibrationError(f"internal reference {path}: {str(err).removeprefix('internal reference: ')}"
+                               ) from err
+    except (TypeError, ValueError) as err:
+        raise CalibrationError(f"internal reference {path}: invalid field value ({err})") from err
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask
@@ -187,10 +216,7 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 def _central_slab(volume: CTVolume, slices, slab_mm: float) -> np.ndarray:
     n = volume.shape[0]
     if slices is not None:
-        first, last = (int(s) for s in slices)
-        if not 0 <= first <= last < n:
-            raise CalibrationError(f"slices must be (first, last) with 0 <= first <= last < {n}; got {slices}")
-        return np.arange(first, last + 1)
+        return _slice_range(slices, n)
     half = max(1, int(round(slab_mm / volume.spacing[0] / 2)))
     mid = n // 2
     return np.arange(max(0, mid - half), min(n, mid + half + 1))
@@ -203,11 +229,13 @@ def find_reference_tissues(volume: CTVolume, *, tissues: Sequence[str] = TISSUES
     Parameters
     ----------
     volume : CTVolume
-        Canonical chest or abdominal CT (non-contrast).
+        Chest or abdominal CT (non-contrast); searched in its canonical orientation
+        (:func:`bmdqct.volume.to_canonical`).
     tissues : sequence of str, optional
         Which of :data:`TISSUES` to look for.
     slices : (int, int), optional
-        Axial slices to search; default a `slab_mm` slab at the middle of the scan.
+        Axial slices (of the canonical volume) to search; default a `slab_mm` slab at the
+        middle of the scan.
     slab_mm : float, optional
         Thickness of the default slab, mm.
 
@@ -232,9 +260,12 @@ def find_reference_tissues(volume: CTVolume, *, tissues: Sequence[str] = TISSUES
     voxels more than 4 robust SDs (1.4826 MAD) from the ROI median (a calcified
     plaque, a lung pixel at the rim).
     """
+    from scipy import ndimage
+
     unknown = [t for t in tissues if t not in TISSUES]
     if unknown:
         raise ValueError(f"unknown tissue(s) {unknown}; choose from {TISSUES}")
+    volume = to_canonical(volume)  # axis 0 inferior->superior, 1 anterior->posterior, 2 right->left
     zs = _central_slab(volume, slices, slab_mm)
     hu = volume.hu[zs].astype(np.float32)
     sj, sk = volume.spacing[1:]
@@ -284,6 +315,8 @@ def find_reference_tissues(volume: CTVolume, *, tissues: Sequence[str] = TISSUES
 
 def _tissue_masks_in_slice(img, masks, z, spacing, jj, kk) -> dict | None:
     """Fill air, fat and muscle masks of slice `z`; return what the aorta search needs."""
+    from scipy import ndimage
+
     objects = img > _BODY_HU
     body = _largest(ndimage.binary_fill_holes(objects))
     if body.sum() < 100:
@@ -293,7 +326,7 @@ def _tissue_masks_in_slice(img, masks, z, spacing, jj, kk) -> dict | None:
     body_k = float((kk * body).sum() / body.sum())
     if "air" in masks:
         # outside-FOV padding (<= -1500 HU, or exactly -1000 HU once a reader replaced it) is not air
-        padding = (img <= _PADDING_HU) | (img == -1000.0)
+        padding = (img <= PADDING_THRESHOLD_HU) | (img == HU_AIR)
         outside = ndimage.distance_transform_edt(~(objects | padding), sampling=spacing)
         to_body = ndimage.distance_transform_edt(~body, sampling=spacing)
         masks["air"][z] = (to_body >= 10) & (to_body <= 40) & (outside >= 10) & (jj < body_j)
@@ -319,6 +352,8 @@ def _tissue_masks_in_slice(img, masks, z, spacing, jj, kk) -> dict | None:
 def _spine(img, body, body_k, body_j, jj, kk):
     """Vertebra: the largest bone (> 250 HU) region within 35 mm of the midline, centred behind
     the point 30 mm in front of the body centre (which leaves out the sternum)."""
+    from scipy import ndimage
+
     bone = ndimage.binary_opening(img > _BONE_HU) & body & (np.abs(kk - body_k) <= 35)
     labels, n = ndimage.label(bone)
     best, best_size = None, 20
@@ -338,6 +373,7 @@ def _aorta(img, context, spine_front, spine_k, jj, kk, spacing):
     components do not isolate it; the local maxima of the distance transform of the
     soft-tissue mask do: the aorta's centre is one, with the aorta's radius as value.
     """
+    from scipy import ndimage
     from skimage.feature import peak_local_max
 
     lo, hi = _SELECT_HU["blood"]
@@ -478,17 +514,17 @@ def internal_calibration(volume: CTVolume, reference: InternalReference, *, tiss
             "unusual anatomy, or a reference lacking tissues?")
     hu = np.array([found[t].hu_mean for t in used])
     density = np.array([reference.equivalent_mg_cm3[t] for t in used])
-    line = stats.linregress(density, hu)
+    line = _ols(density, hu)
     if line.slope <= 0:
         raise CalibrationError(f"internal calibration gave a non-positive slope from tissues {used}: "
                                f"HU {np.round(hu, 1).tolist()} vs equivalents {density.tolist()}")
-    slope, intercept = 1.0 / float(line.slope), -float(line.intercept) / float(line.slope)
+    slope, intercept = 1.0 / line.slope, -line.intercept / line.slope
     residuals = slope * hu + intercept - density
     return Calibration(
         slope=slope, intercept=intercept, mineral=reference.mineral, method="internal",
         **{k: meta.get(k) for k in SCANNER_FIELDS}, kvp=meta.get("kvp"), kernel=meta.get("kernel"),
         acquisition_date=_iso_date(meta.get("acquisition_date") or meta.get("study_date"), "scan date"),
-        r_squared=float(line.rvalue) ** 2 if len(used) > 2 else 1.0, n=len(used),
+        r_squared=line.r_squared, n=len(used),
         residuals_mg_cm3=dict(zip(used, residuals.tolist())), experimental=True,
         details={"fit": "internal-tissues", "tissues": table,
                  "reference": {**reference.to_dict(), "source": reference.source}})

@@ -100,7 +100,8 @@ def fit_paired_calibration(hu, bmd_mg_cm3, *, level: str = "pooled", groups=None
         Fewer than 3 valid pairs, NaN/inf values, constant HU, or a slope that is
         not positive.
     ValueError
-        If `hu` and `bmd_mg_cm3` differ in length, or `confidence` is not in (0, 1).
+        If `hu` and `bmd_mg_cm3` differ in length, `confidence` is not in (0, 1), or
+        `labels` does not name every pair once.
 
     Notes
     -----
@@ -150,6 +151,9 @@ def fit_paired_calibration(hu, bmd_mg_cm3, *, level: str = "pooled", groups=None
     residual_sd = float(math.sqrt(result.ssr / result.df_resid))
     r = float(np.corrcoef(x, y)[0, 1])
     keys = [str(v) for v in labels] if labels is not None else [str(i) for i in range(x.size)]
+    if len(keys) != x.size or len(set(keys)) != len(keys):
+        raise ValueError(f"labels must name each of the {x.size} pairs once; got {len(keys)} labels, "
+                         f"{len(keys) - len(set(keys))} repeated")
     meta = dict(metadata or {})
     details = {"fit": "ols", "level": level, "slope_ci": ci[1].tolist(), "intercept_ci": ci[0].tolist(),
                "confidence": confidence, "residual_sd_mg_cm3": residual_sd, "r": r, "cov_type": cov_type,
@@ -202,6 +206,15 @@ def fit_paired_table(measured, reference, *, levels: Sequence[str] = PAIRED_LEVE
     ------
     CalibrationError
         A column is missing, the tables share no case, or no level has 3 pairs.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> measured = pd.DataFrame({"case": ["a", "b", "c", "d"], "L1_hu_mean": [60.0, 100.0, 150.0, 200.0]})
+    >>> reference = pd.DataFrame({"case": ["a", "b", "c", "d"], "L1_bmd_mg_cm3": [50.0, 79.0, 121.0, 160.0]})
+    >>> fits = fit_paired_table(measured, reference, levels=("L1",), pooled=False)
+    >>> sorted(fits), round(fits["L1"].slope, 3), fits["L1"].n
+    (['L1'], 0.792, 4)
     """
     import pandas as pd
 
@@ -212,6 +225,9 @@ def fit_paired_table(measured, reference, *, levels: Sequence[str] = PAIRED_LEVE
                 table = pd.read_csv(table, dtype={on: str})
             except FileNotFoundError as err:
                 raise CalibrationError(f"{name} table {table} does not exist") from err
+            except (OSError, ValueError) as err:   # pandas' ParserError and UnicodeDecodeError too
+                raise CalibrationError(f"{name} table {table} cannot be read as CSV ({err}); expected "
+                                       f"one row per case with a {on!r} column") from err
         if on not in table.columns:
             raise CalibrationError(f"{name} table has no {on!r} column to join on; columns are "
                                    f"{list(table.columns)}")
@@ -220,16 +236,25 @@ def fit_paired_table(measured, reference, *, levels: Sequence[str] = PAIRED_LEVE
     measured, reference = tables
     if "status" in measured.columns:
         measured = measured[measured["status"].astype(str) == "ok"]
-    merged = measured.merge(reference, on=on, suffixes=("", "_reference"))
+    # Take the HU columns from `measured` and the BMD columns from `reference` only: results.csv
+    # of `bmdqct measure` has its own L1_bmd_mg_cm3 columns, which must never stand in for the
+    # reference values of the same name.
+    pairs = {level: (hu_column.format(level=level), reference_column.format(level=level)) for level in levels}
+    for level, (h, b) in pairs.items():
+        missing = [h] * (h not in measured.columns) + [b] * (b not in reference.columns)
+        if missing:
+            raise CalibrationError(f"column(s) {missing} missing for level {level} (HU from the measured "
+                                   f"table, BMD from the reference table); measured columns are "
+                                   f"{list(measured.columns)}, reference columns are {list(reference.columns)}")
+    hu_table = measured[[on, *dict.fromkeys(h for h, _ in pairs.values())]]
+    bmd_table = reference[[on, *dict.fromkeys(b for _, b in pairs.values())]]
+    merged = hu_table.merge(bmd_table, on=on, suffixes=("", "__reference"))
     if merged.empty:
         raise CalibrationError(f"the measured and reference tables share no {on!r} value")
     fits, pooled_parts = {}, []
-    for level in levels:
-        h, b = hu_column.format(level=level), reference_column.format(level=level)
-        missing = [c for c in (h, b) if c not in merged.columns]
-        if missing:
-            raise CalibrationError(f"column(s) {missing} missing for level {level}; columns are "
-                                   f"{list(merged.columns)}")
+    for level, (h, b) in pairs.items():
+        if b in hu_table.columns and b != on:   # the same name in both tables: merge suffixed it
+            b = f"{b}__reference"
         part = merged[[on, h, b]].apply(pd.to_numeric, errors="coerce").assign(**{on: merged[on]}).dropna()
         part = part.rename(columns={h: "hu", b: "bmd"}).assign(level=level)
         if len(part) < 3:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import numbers
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -38,9 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from ._calibration_core import Calibration, _atomic_write_text, _iso_date, normalize_mineral
+from ._calibration_core import (
+    Calibration,
+    _atomic_write_text,
+    _is_finite_number,
+    _iso_date,
+    _read_json,
+    normalize_mineral,
+)
 from .errors import CalibrationError, CalibrationWarning
 
 logger = logging.getLogger(__name__)
@@ -262,7 +266,7 @@ class Certificate:
                         raise CalibrationError(f"{where}: rods[{index}] ({label}) has no 'density_mg_cm3'")
                     values[name] = None
                     continue
-                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                if not _is_finite_number(value):
                     raise CalibrationError(f"{where}: rods[{index}] ({label}) field {name!r} must be a "
                                            f"finite number, got {value!r}")
                 values[name] = float(value)
@@ -289,15 +293,17 @@ def read_certificate(path: str | os.PathLike) -> Certificate:
     ------
     CalibrationError
         If the file is missing or invalid; the message names the file and field.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from bmdqct.synthetic import example_certificate
+    >>> path = example_certificate("qrm-bdc-3").to_json(pathlib.Path(tempfile.mkdtemp()) / "cert.json")
+    >>> cert = read_certificate(path)
+    >>> cert.phantom, cert.mineral, [r.density_mg_cm3 for r in cert.rods]
+    ('qrm-bdc-3', 'HA', [100.0, 400.0, 800.0])
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise CalibrationError(f"certificate file {path} does not exist") from err
-    except json.JSONDecodeError as err:
-        raise CalibrationError(f"certificate {path}: not valid JSON ({err.msg} at line {err.lineno})") from err
-    return Certificate.from_dict(data, source=path)
+    return Certificate.from_dict(_read_json(path, "certificate"), source=Path(path))
 
 
 def as_certificate(certificate) -> Certificate:
@@ -318,13 +324,18 @@ class _LineFit:
     slope: float
     intercept: float
     r_squared: float
-    stderr: float
 
 
 def _ols(x, y) -> _LineFit:
-    res = stats.linregress(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-    r2 = float(res.rvalue) ** 2 if len(x) > 2 else 1.0
-    return _LineFit(float(res.slope), float(res.intercept), r2, float(res.stderr))
+    """Least-squares line of `y` on `x` (R² is 1 for two points, 0 for constant `y`)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    dx, dy = x - x.mean(), y - y.mean()
+    sxx, sxy, syy = float(dx @ dx), float(dx @ dy), float(dy @ dy)
+    if sxx == 0:
+        raise CalibrationError(f"cannot fit a line: the densities are all equal ({x.tolist()})")
+    slope = sxy / sxx
+    r2 = (sxy * sxy / (sxx * syy) if syy > 0 else 0.0) if x.size > 2 else 1.0
+    return _LineFit(slope, float(y.mean() - slope * x.mean()), r2)
 
 
 def _fit_rods(rod_hu: np.ndarray, cert: Certificate) -> tuple[float, float, float, np.ndarray, dict]:
@@ -425,6 +436,11 @@ def fit_phantom(rod_hu, certificate, *, rod_sd_hu=None, metadata: Mapping | None
                                f"rods ({[r.label for r in cert.rods]}); pass one mean HU per rod, in order")
     if not np.all(np.isfinite(rod_hu)):
         raise CalibrationError(f"rod HU must be finite, got {rod_hu.tolist()}")
+    if rod_sd_hu is not None:
+        rod_sd_hu = np.asarray(rod_sd_hu, dtype=np.float64)
+        if rod_sd_hu.shape != rod_hu.shape:
+            raise CalibrationError(f"got {rod_sd_hu.size} rod SD values for {rod_hu.size} rods; pass one SD per "
+                                   "rod, in certificate order, or none")
     slope, intercept, r2, residuals, fit_details = _fit_rods(rod_hu, cert)
     labels = [r.label for r in cert.rods]
     _check_fit_quality(r2, residuals, rod_hu, cert, (warn_r_squared, min_r_squared),
@@ -436,7 +452,7 @@ def fit_phantom(rod_hu, certificate, *, rod_sd_hu=None, metadata: Mapping | None
         if rod.water_mg_cm3 is not None:
             entry["water_mg_cm3"] = rod.water_mg_cm3
         if rod_sd_hu is not None:
-            entry["hu_sd"] = float(np.asarray(rod_sd_hu, dtype=float)[index])
+            entry["hu_sd"] = float(rod_sd_hu[index])
         rods.append(entry)
     all_details = {**fit_details, "rods": rods, **dict(details or {})}
     cal = Calibration(

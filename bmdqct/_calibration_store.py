@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ._calibration_core import SCANNER_FIELDS, Calibration, _atomic_write_text, _iso_date, read_calibration
+from ._calibration_core import (
+    SCANNER_FIELDS,
+    Calibration,
+    _atomic_write_text,
+    _iso_date,
+    normalize_mineral,
+    read_calibration,
+)
 from .errors import CalibrationError
 
 logger = logging.getLogger(__name__)
@@ -166,6 +173,15 @@ def read_store(store_dir: str | os.PathLike) -> tuple[Calibration, ...]:
     ------
     CalibrationError
         If `store_dir` is a file, or a store file is invalid (the file is named).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = tempfile.mkdtemp()
+    >>> _ = add_to_store(Calibration(slope=0.8, intercept=0.0, kvp=120, station="CT1",
+    ...                              acquisition_date="2024-01-15"), store)
+    >>> [(c.acquisition_date, c.slope) for c in read_store(store)]
+    [('2024-01-15', 0.8)]
     """
     store = Path(store_dir)
     if not store.exists():
@@ -180,7 +196,7 @@ def read_store(store_dir: str | os.PathLike) -> tuple[Calibration, ...]:
 
 
 def select_calibration(store_dir: str | os.PathLike, metadata, *, window_days: int = 60,
-                       fallback=None) -> Calibration:
+                       fallback=None, mineral: str | None = None) -> Calibration:
     """Pick the calibration for a scan: same scanner and kVp, closest before the scan.
 
     Parameters
@@ -200,6 +216,11 @@ def select_calibration(store_dir: str | os.PathLike, metadata, *, window_days: i
         keep the scanner and kVp. A :class:`Calibration` or a path to a
         calibration file is used as given (e.g. one of another kVp, chosen
         knowingly). Another kVp is never chosen automatically.
+    mineral : {None, "K2HPO4", "HA"}, optional
+        Consider only calibrations of this mineral reference. With None (default)
+        any reference qualifies, but two calibrations of different references that
+        are equally close to the scan are refused as ambiguous rather than one being
+        picked by chance.
 
     Returns
     -------
@@ -211,8 +232,9 @@ def select_calibration(store_dir: str | os.PathLike, metadata, *, window_days: i
     Raises
     ------
     CalibrationError
-        If the scan lacks kVp or date, or no calibration qualifies and no
-        fallback applies; the message lists what the store holds for the scanner.
+        If the scan lacks kVp or date, no calibration qualifies and no fallback
+        applies (the message lists what the store holds for the scanner), or the
+        closest calibrations differ in mineral reference and `mineral` is None.
 
     Examples
     --------
@@ -235,6 +257,8 @@ def select_calibration(store_dir: str | os.PathLike, metadata, *, window_days: i
                          f"got {fallback!r}")
     if int(window_days) < 0:
         raise ValueError(f"window_days must be >= 0, got {window_days}")
+    if mineral is not None:
+        mineral = normalize_mineral(mineral)
     explicit = _explicit_fallback(fallback)
     scan_date = _iso_date(meta.get("acquisition_date") or meta.get("study_date"), "scan date")
     kvp = meta.get("kvp")
@@ -245,7 +269,8 @@ def select_calibration(store_dir: str | os.PathLike, metadata, *, window_days: i
         raise CalibrationError(f"the scan's metadata has no {' or '.join(problems)}, so no calibration can be "
                                "matched to it; pass a calibration explicitly (fallback=CALIBRATION)")
     store = read_store(store_dir)
-    same = [c for c in store if scanner_matches(c, meta) and _kvp_matches(c, kvp)]
+    same = [c for c in store if scanner_matches(c, meta) and _kvp_matches(c, kvp)
+            and (mineral is None or c.mineral == mineral)]
     day = _dt.date.fromisoformat(scan_date)
 
     def age(cal):  # days from calibration to scan; negative when the calibration is later
@@ -254,7 +279,8 @@ def select_calibration(store_dir: str | os.PathLike, metadata, *, window_days: i
     dated = [c for c in same if c.acquisition_date is not None]
     before = [c for c in dated if 0 <= age(c) <= window_days]
     if before:
-        return _selected(min(before, key=age), "closest-before", scan_date, window_days, store_dir)
+        chosen = _unambiguous(before, key=age)
+        return _selected(chosen, "closest-before", scan_date, window_days, store_dir)
     rule = None
     if fallback == "nearest-after":
         rule, pool = fallback, [c for c in dated if -window_days <= age(c) < 0]
@@ -263,7 +289,7 @@ def select_calibration(store_dir: str | os.PathLike, metadata, *, window_days: i
     elif fallback == "latest-before":
         rule, pool = fallback, [c for c in dated if age(c) >= 0]
     if rule is not None and pool:
-        chosen = min(pool, key=lambda c: (abs(age(c)), -age(c)))
+        chosen = _unambiguous(pool, key=lambda c: (abs(age(c)), -age(c)))
         logger.warning("no calibration within %d days before %s; fallback %r chose %s (%s)", window_days,
                        scan_date, rule, chosen.id, chosen.acquisition_date)
         return _selected(chosen, f"fallback:{rule}", scan_date, window_days, store_dir)
@@ -271,7 +297,20 @@ def select_calibration(store_dir: str | os.PathLike, metadata, *, window_days: i
         logger.warning("no stored calibration fits the scan of %s; using the explicit fallback %s",
                        scan_date, explicit.id)
         return _selected(explicit, "fallback:explicit", scan_date, window_days, store_dir)
-    raise CalibrationError(_no_match_message(store, meta, kvp, scan_date, window_days, store_dir, rule))
+    raise CalibrationError(_no_match_message(store, meta, kvp, scan_date, window_days, store_dir, rule, mineral))
+
+
+def _unambiguous(candidates, *, key) -> Calibration:
+    """The candidate with the smallest `key`; refuses a tie between mineral references."""
+    best = min(key(c) for c in candidates)
+    tied = [c for c in candidates if key(c) == best]
+    minerals = sorted({c.mineral for c in tied})
+    if len(minerals) > 1:
+        raise CalibrationError(
+            f"the store holds calibrations of {' and '.join(minerals)} for this scanner and kVp acquired on "
+            f"{tied[0].acquisition_date} ({', '.join(str(c.source) for c in tied)}); BMD in different mineral "
+            "references is not comparable, so choose one: pass mineral='K2HPO4' or mineral='HA'")
+    return tied[0]
 
 
 def _explicit_fallback(fallback) -> Calibration | None:
@@ -294,10 +333,11 @@ def _selected(cal: Calibration, rule: str, scan_date, window_days, store_dir) ->
     return replace(cal, selection=selection)
 
 
-def _no_match_message(store, meta, kvp, scan_date, window_days, store_dir, rule) -> str:
+def _no_match_message(store, meta, kvp, scan_date, window_days, store_dir, rule, mineral) -> str:
     scanner = ", ".join(f"{k}={meta.get(k)!r}" for k in SCANNER_FIELDS if meta.get(k) is not None) or "unknown"
-    lines = [f"no calibration in store {store_dir} for scanner ({scanner}) at {float(kvp):g} kV acquired "
-             f"within {window_days} days before the scan of {scan_date}."]
+    of_mineral = "" if mineral is None else f" in {mineral}"
+    lines = [f"no calibration{of_mineral} in store {store_dir} for scanner ({scanner}) at {float(kvp):g} kV "
+             f"acquired within {window_days} days before the scan of {scan_date}."]
     if rule is not None:
         lines.append(f"The fallback {rule!r} found none either.")
     same_scanner = [c for c in store if scanner_matches(c, meta)]
@@ -338,6 +378,17 @@ def calibration_history(store_dir: str | os.PathLike, *, tolerance_mg_cm3: float
         absolute change from the previous row of the group; NaN for the first),
         ``drift`` (bool), ``phantom_serial``, ``id``, ``file``. Groups of
         different mineral references are never compared.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = tempfile.mkdtemp()
+    >>> for date, slope in (("2024-01-15", 0.70), ("2024-02-14", 0.72)):
+    ...     _ = add_to_store(Calibration(slope=slope, intercept=0.0, kvp=120, device_serial="42",
+    ...                                  acquisition_date=date), store)
+    >>> table = calibration_history(store)
+    >>> table["bmd_at_200_hu"].tolist(), table["change_mg_cm3"].tolist()[1], table["drift"].tolist()
+    ([140.0, 144.0], 4.0, [False, True])
     """
     import pandas as pd
 

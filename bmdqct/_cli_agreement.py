@@ -126,6 +126,15 @@ def _ci(interval, digits: int = 1) -> str:
     return f"[{_f(interval[0], digits)}, {_f(interval[1], digits)}]"
 
 
+def _mean_sd(values) -> str:
+    """``mean ± SD`` (ddof = 1) of the finite values, ``n/a`` with fewer than two."""
+    import numpy as np
+
+    known = np.asarray(values, dtype=float)
+    known = known[np.isfinite(known)]
+    return "n/a" if known.size < 2 else f"{_f(known.mean())} ± {_f(known.std(ddof=1))}"
+
+
 def _pct(p) -> str:
     """A Proportion as ``n/N (xx.x %) [lo, hi]``, Wilson CI in %."""
     if p.total == 0:
@@ -230,14 +239,11 @@ def _population_table(merged, ref_dx, groups, thresholds, names, report: _Report
     numbers = {label: {"n": int(keep.sum())} for label, keep in subsets}
     if age is not None:
         values = pd.to_numeric(age, errors="coerce").to_numpy(dtype=float)
-        rows.append(["age, years (mean ± SD)",
-                     *[f"{_f(np.nanmean(values[k]))} ± {_f(np.nanstd(values[k], ddof=1))}" if k.sum() > 1
-                       else "n/a" for _, k in subsets]])
+        rows.append(["age, years (mean ± SD)", *[_mean_sd(values[k]) for _, k in subsets]])
         for label, keep in subsets:
-            numbers[label]["age_mean"] = float(np.nanmean(values[keep])) if keep.any() else math.nan
-    rows.append([f"{names[0]} BMD {_DX_NAME}, mg/cm³ (mean ± SD)",
-                 *[f"{_f(np.nanmean(ref_dx[k]))} ± {_f(np.nanstd(ref_dx[k], ddof=1))}"
-                   if np.isfinite(ref_dx[k]).sum() > 1 else "n/a" for _, k in subsets]])
+            known = values[keep][np.isfinite(values[keep])]
+            numbers[label]["age_mean"] = float(known.mean()) if known.size else math.nan
+    rows.append([f"{names[0]} BMD {_DX_NAME}, mg/cm³ (mean ± SD)", *[_mean_sd(ref_dx[k]) for _, k in subsets]])
     for category in BMDCategory:
         counts = [(int((categories[k] == category.value).sum()), int((categories[k] != "").sum()))
                   for _, k in subsets]
@@ -273,7 +279,7 @@ def _agreement_tables(pairs, names, report: _Report):
         results[label] = (ols, ba, ccc)
         x, y = ols.reference, ols.test
         rows.append([
-            label, str(ba.n), f"{_f(x.mean())} ± {_f(x.std(ddof=1))}", f"{_f(y.mean())} ± {_f(y.std(ddof=1))}",
+            label, str(ba.n), _mean_sd(x), _mean_sd(y),
             f"y = {ols.slope:.3f}x {'−' if ols.intercept < 0 else '+'} {abs(ols.intercept):.1f}",
             f"{ols.r:.3f} {_ci(ols.r_ci, 3)}", f"{_f(ba.bias)} {_ci(ba.bias_ci)}", _f(ba.sd),
             f"{_f(ba.lower)} to {_f(ba.upper)}", f"{ccc.ccc:.3f} {_ci(ccc.ci, 3)}"])
@@ -312,7 +318,6 @@ def _agreement_tables(pairs, names, report: _Report):
 
 def _diagnostic_tables(ref_dx, ours_dx, groups, tasks, names, report: _Report):
     """Table 2 (AUC, sensitivity, specificity, PPV, NPV by task and group); returns ROC results."""
-    import numpy as np
     import pandas as pd
 
     from . import agreement as A
@@ -352,8 +357,7 @@ def _diagnostic_tables(ref_dx, ours_dx, groups, tasks, names, report: _Report):
 
 
 def _category_tables(ref_dx, ours_dx, thresholds, names, report: _Report):
-    import pandas as pd
-
+    """Table 3 (ACR categories, reference x test) and Table 3b (Cohen's kappa)."""
     from . import agreement as A
     from .classify import BMDCategory, classify_bmd
 

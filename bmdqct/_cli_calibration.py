@@ -2,7 +2,7 @@
 
 * ``bmdqct calibrate PHANTOM_SCAN --phantom NAME --certificate CERT.json [--store DIR] [-o CAL.json]``
 * ``bmdqct calibration-history --store DIR [--plot PNG] [--csv CSV]``
-* ``bmdqct calibration-select SCAN --store DIR [--window-days N] [--fallback RULE]``
+* ``bmdqct calibration-select SCAN --store DIR [--window-days N] [--fallback RULE] [--mineral M]``
 * ``bmdqct calibrate-paired MEASURED.csv REFERENCE.csv -o CAL.json [--level pooled]``
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-_PHANTOM_NAMES = ("mindways-model3-ct", "mindways-model3-qa", "qrm-bdc-3", "qrm-bdc-6", "esp", "generic-rods")
+# Light (numpy only; scipy, pandas and statsmodels load inside the functions that use them).
+from .calibration import ASSIGNMENTS, DRIFT_TOLERANCE_MG_CM3, MINERALS, PHANTOMS
 
 
 def register(commands, common) -> None:
@@ -30,12 +31,12 @@ def register(commands, common) -> None:
         description="Find the rods of a phantom scan, fit the certificate values and write the "
                     "calibration (to a store for asynchronous calibration, and/or a JSON file).")
     cal.add_argument("scan", metavar="PHANTOM_SCAN", help="DICOM folder/file, NIfTI, MHA or NRRD")
-    cal.add_argument("--phantom", required=True, choices=_PHANTOM_NAMES, help="phantom model")
+    cal.add_argument("--phantom", required=True, choices=tuple(PHANTOMS), help="phantom model")
     cal.add_argument("--certificate", required=True, metavar="CERT.json",
                      help="the phantom's certified rod values (JSON)")
     cal.add_argument("--store", metavar="DIR", help="calibration store to add the result to")
     cal.add_argument("-o", "--output", metavar="CAL.json", help="also write the calibration here")
-    cal.add_argument("--assignment", choices=("hu-rank", "position"), default="hu-rank",
+    cal.add_argument("--assignment", choices=ASSIGNMENTS, default=ASSIGNMENTS[0],
                      help="how found rods are matched to certificate entries (default: hu-rank)")
     cal.add_argument("--series-uid", help="DICOM series to read when the folder holds several")
     cal.add_argument("--slices", nargs=2, type=int, metavar=("FIRST", "LAST"),
@@ -51,8 +52,8 @@ def register(commands, common) -> None:
     hist.add_argument("--plot", metavar="PNG", default="calibration-history.png",
                       help="trend plot to write (default: calibration-history.png; '' for none)")
     hist.add_argument("--csv", metavar="CSV", help="also write the table as CSV")
-    hist.add_argument("--tolerance-mg-cm3", type=float, default=3.0,
-                      help="flag a change of calibrated BMD larger than this (default 3.0)")
+    hist.add_argument("--tolerance-mg-cm3", type=float, default=DRIFT_TOLERANCE_MG_CM3,
+                      help="flag a change of calibrated BMD larger than this (default %(default)s)")
     hist.set_defaults(func=_run_history)
 
     sel = commands.add_parser(
@@ -62,6 +63,8 @@ def register(commands, common) -> None:
     sel.add_argument("--store", required=True, metavar="DIR")
     sel.add_argument("--window-days", type=int, default=60)
     sel.add_argument("--fallback", help="nearest-after, nearest, latest-before, or a calibration JSON")
+    sel.add_argument("--mineral", choices=MINERALS,
+                     help="consider only calibrations of this mineral reference (default: any)")
     sel.add_argument("--series-uid")
     sel.set_defaults(func=_run_select)
 
@@ -76,7 +79,7 @@ def register(commands, common) -> None:
     paired.add_argument("--level", default="pooled", help="fit to write: pooled (default), T12, L1, L2, ...")
     paired.add_argument("--levels", nargs="+", default=["T12", "L1", "L2"])
     paired.add_argument("--on", default="case", help="column joining the two tables (default: case)")
-    paired.add_argument("--mineral", default="K2HPO4", choices=("K2HPO4", "HA"))
+    paired.add_argument("--mineral", default=MINERALS[0], choices=MINERALS)
     paired.set_defaults(func=_run_paired)
 
 
@@ -90,10 +93,12 @@ def _run_calibrate(args) -> int:
     from pathlib import Path
 
     from .calibration import add_to_store, calibrate_phantom, read_certificate
+    from .io import load_ct
 
     cert = read_certificate(args.certificate)
-    cal = calibrate_phantom(args.scan, cert, phantom=args.phantom, assignment=args.assignment,
-                            slices=args.slices, series_uid=args.series_uid, metadata=_overrides(args))
+    volume = load_ct(args.scan, series_uid=args.series_uid)  # read once: the fit and the plot use it
+    cal = calibrate_phantom(volume, cert, phantom=args.phantom, assignment=args.assignment,
+                            slices=args.slices, metadata=_overrides(args))
     print(f"phantom {cal.phantom_model}, serial {cal.phantom_serial}; fit {cal.details['fit']}")
     print(f"{'rod':>4} {'certified':>10} {'water':>8} {'HU mean':>9} {'HU SD':>7} {'voxels':>7} {'residual':>9}")
     rois = {r["label"]: r for r in cal.details["rod_rois"]}
@@ -108,11 +113,10 @@ def _run_calibrate(args) -> int:
     if args.store:
         print(f"added to store: {add_to_store(cal, args.store)}")
     if args.plot:
-        from .io import load_ct
-        from .plotting.calibration import plot_phantom_fit, plot_rod_rois
         from matplotlib.figure import Figure
 
-        volume = load_ct(args.scan, series_uid=args.series_uid)
+        from .plotting.calibration import plot_phantom_fit, plot_rod_rois
+
         fig = Figure(figsize=(12, 5.5), layout="constrained")
         left, right = fig.subplots(1, 2)
         plot_rod_rois(volume, cal, ax=left)
@@ -164,7 +168,8 @@ def _run_select(args) -> int:
     from .io import load_ct
 
     volume = load_ct(args.scan, series_uid=args.series_uid)
-    cal = select_calibration(args.store, volume.metadata, window_days=args.window_days, fallback=args.fallback)
+    cal = select_calibration(args.store, volume.metadata, window_days=args.window_days, fallback=args.fallback,
+                             mineral=args.mineral)
     print(cal.describe())
     selection = dict(cal.selection)
     print(f"selected by {selection['rule']}: calibration of {selection['calibration_date']} for the scan of "

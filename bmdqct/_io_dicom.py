@@ -483,6 +483,11 @@ def _functional(ds, sequence: str, keyword: str, frame: int | None = None):
     return None
 
 
+def _first_value(*values) -> float:
+    """The first value that is present (not None or empty), as a float."""
+    return float(next(v for v in values if v is not None and v != ""))
+
+
 def _read_multiframe(path: Path):
     """A single multi-frame (enhanced) CT file."""
     import pydicom
@@ -519,11 +524,11 @@ def _read_multiframe(path: Path):
     stack = _stack_geometry(positions, np.asarray(iop, float), np.asarray(spacing, float), where)
     out = np.empty(frames.shape, dtype=np.float32)
     for slot, index in enumerate(stack.order):
-        slope = float(_functional(ds, "PixelValueTransformationSequence", "RescaleSlope", index)
-                      or ds.get("RescaleSlope") or 1.0)
-        intercept = float(_functional(ds, "PixelValueTransformationSequence",
-                                      "RescaleIntercept", index)
-                          or ds.get("RescaleIntercept") or 0.0)
+        # the functional group wins whenever present, also with a value of 0 (no `or` chain)
+        slope = _first_value(_functional(ds, "PixelValueTransformationSequence", "RescaleSlope", index),
+                             ds.get("RescaleSlope"), 1.0)
+        intercept = _first_value(_functional(ds, "PixelValueTransformationSequence", "RescaleIntercept",
+                                             index), ds.get("RescaleIntercept"), 0.0)
         out[slot] = frames[index].astype(np.float32) * np.float32(slope) + np.float32(intercept)
     # Metadata of enhanced images sits in functional groups; copy it to the top level.
     for sequence, keyword in (("CTAcquisitionDetailsSequence", "KVP"),
@@ -539,7 +544,7 @@ def _read_multiframe(path: Path):
     return _assemble(out, stack, where) + (dicom_metadata(ds, means),)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class _Stack:
     order: np.ndarray  # file/frame index of each slice, inferior-first along the normal
     distance_mm: np.ndarray  # slice positions along the normal, sorted

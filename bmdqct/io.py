@@ -45,7 +45,7 @@ from ._io_dicom import HU_AIR, PADDING_THRESHOLD_HU, SeriesInfo, list_series, re
 from ._io_dicom_write import write_dicom_series
 from .errors import GeometryError, InputError
 from .levels import level_id, scheme_ids
-from .volume import METADATA_KEYS, CTVolume, LabelVolume, axis_codes, same_grid, to_canonical
+from .volume import _LPS_TO_RAS, METADATA_KEYS, CTVolume, LabelVolume, axis_codes, same_grid, to_canonical
 
 __all__ = [
     "load_ct",
@@ -70,7 +70,6 @@ MAX_OBLIQUE_DEG = 30.0
 _NIFTI = (".nii", ".nii.gz")
 _ITK = (".mha", ".mhd", ".nrrd", ".nhdr")
 _FORMATS = "a DICOM series folder or file, .nii/.nii.gz, .mha/.mhd or .nrrd"
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 # --------------------------------------------------------------------------- reading
@@ -209,7 +208,13 @@ def _read_nifti_raw(path: Path):
 
 
 def _read_itk(path: Path):
-    """Array (z, y, x) and LPS affine of a MetaImage/NRRD file (SimpleITK)."""
+    """Float32 array (z, y, x) and LPS affine of a MetaImage/NRRD file (SimpleITK)."""
+    array, affine = _read_itk_raw(path)
+    return array.astype(np.float32, copy=False), affine, True
+
+
+def _read_itk_raw(path: Path):
+    """Array (z, y, x) in the file's dtype and LPS affine of a MetaImage/NRRD file (SimpleITK)."""
     import SimpleITK as sitk
 
     try:
@@ -221,8 +226,7 @@ def _read_itk(path: Path):
         raise InputError(f"{path}: {image.GetDimension()}-D image with "
                          f"{image.GetNumberOfComponentsPerPixel()} component(s); expected a "
                          "3-D scalar volume (a single 2-D slice cannot be measured)")
-    array = sitk.GetArrayFromImage(image)
-    return array.astype(np.float32, copy=False), _itk_affine(image), True
+    return sitk.GetArrayFromImage(image), _itk_affine(image)
 
 
 def _itk_affine(image) -> np.ndarray:
@@ -355,16 +359,7 @@ def _read_label_array(path: Path):
     if kind == "nifti":
         array, affine = _read_nifti_raw(path)
     elif kind == "itk":
-        import SimpleITK as sitk
-
-        try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as err:
-            raise InputError(f"{path}: cannot read this label map ({err.args[0].splitlines()[-1]})"
-                             ) from err
-        if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
-            raise InputError(f"{path}: expected a 3-D scalar label map")
-        array, affine = sitk.GetArrayFromImage(image), _itk_affine(image)
+        array, affine = _read_itk_raw(path)
     else:
         raise InputError(f"{path}: unsupported label map format; expected .nii/.nii.gz, "
                          ".mha/.mhd or .nrrd")
@@ -416,6 +411,8 @@ def load_labels(path, *, like=None, scheme: str | Mapping[str, int] | None = Non
         Missing or unreadable file, non-integer values, no vertebra of `scheme`.
     GeometryError
         If the label map does not overlap `like` (e.g. another patient's map).
+    TypeError
+        If `like` is neither a CTVolume nor a LabelVolume.
 
     Examples
     --------
@@ -429,6 +426,9 @@ def load_labels(path, *, like=None, scheme: str | Mapping[str, int] | None = Non
     >>> lab.shape, dict(lab.names), int(lab.mask("L1").sum())
     ((4, 4, 4), {'L1': 20}, 64)
     """
+    if like is not None and not isinstance(like, (CTVolume, LabelVolume)):
+        raise TypeError(f"like must be a CTVolume or LabelVolume (the grid to resample onto), "
+                        f"got {type(like).__name__}")
     path = _check_path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder; expected a label map file (.nii/.nii.gz, "

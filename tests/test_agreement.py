@@ -509,3 +509,48 @@ def test_option_errors():
                np.ones((2, 2, 2), np.int16), levels=["L3"])
     with pytest.raises(ValueError, match="no labeled vertebra"):
         A.labeling_accuracy(np.zeros((2, 2, 2), int), np.zeros((2, 2, 2), int))
+
+
+# --------------------------------------------------------------------------- degenerate data
+
+
+def test_ccc_of_uncorrelated_methods_has_a_finite_interval():
+    """r = 0 exactly: Lin's SE has ccc/r terms; written with C_b = ccc/r it is C_b²/(n-2)."""
+    x, y = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 1.0, 1.0, 2.0])
+    res = A.concordance_correlation(x, y)
+    assert res.r == 0.0 and res.ccc == 0.0
+    sx, sy = x.std(), y.std()
+    cb = 2 * sx * sy / (sx ** 2 + sy ** 2 + (x.mean() - y.mean()) ** 2)
+    assert res.bias_correction == pytest.approx(cb, rel=1e-12)
+    assert res.se == pytest.approx(cb / math.sqrt(len(x) - 2), rel=1e-12)
+    assert res.ci[0] < 0.0 < res.ci[1]
+
+
+def test_ccc_bias_correction_still_equals_ccc_over_r():
+    res = A.concordance_correlation(X_REF, Y_TEST)
+    assert res.bias_correction == pytest.approx(res.ccc / res.r, rel=1e-12)
+
+
+def test_icc_of_perfect_agreement_is_one_without_warnings():
+    """No error variance: F is infinite, ICC = 1 (a warning would fail under filterwarnings=error)."""
+    same = [[1, 1], [2, 2], [3, 3]]
+    for kind in A.ICC_KINDS:
+        res = A.icc(same, kind=kind)
+        assert (res.value, res.ci, res.f, res.p_value) == (1.0, (1.0, 1.0), math.inf, 0.0), kind
+    # a constant rater offset: perfect consistency (form 3), absolute agreement below 1 (form 2)
+    offset = np.array([[1.0, 2.0], [2.0, 3.0], [3.0, 4.0]])
+    assert A.icc(offset, kind="3,1").value == 1.0
+    msr, msc, n, k = 2 * 1.0, 3 * 0.5 / 1, 3, 2         # row means 1.5, 2.5, 3.5; column means 2, 3
+    absolute = A.icc(offset, kind="2,1")
+    assert absolute.value == pytest.approx(msr / (msr + k * msc / n), rel=1e-12)
+    assert absolute.ci[0] < absolute.value < absolute.ci[1] < 1.0
+    with pytest.raises(ValueError, match="same mean rating"):
+        A.icc([[1, 2], [1, 2], [1, 2]])
+
+
+@pytest.mark.parametrize("function", [A.bland_altman, A.bland_altman_regression])
+def test_limits_must_be_positive(function):
+    with pytest.raises(ValueError, match="limits must be a positive"):
+        function(X_REF, Y_TEST, limits=-1.96)
+    with pytest.raises(ValueError, match="limits must be a positive"):
+        A.bland_altman_replicates([[1], [2], [3]], [[1], [2], [4]], limits=float("nan"))

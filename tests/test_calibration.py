@@ -69,9 +69,12 @@ def test_linear_phantom_fit_recovers_line():
 
 
 def test_poor_fit_warns(mindways_cert):
-    # rod C 12 HU too high: R2 about 0.98, residuals below the rejection limit
+    # rod C 12 HU too high: R2 = 0.9995, residual +6.8 mg/cm3 (below the rejection limit). On this
+    # phantom's 430 mg/cm3 range an R2 below the default 0.99 needs residuals beyond the 15 mg/cm3
+    # rejection limit, so the R2 warning is exercised with a stricter warn_r_squared.
     hu = np.array(ROD_HU) + [0, 0, 12.0, 0, 0]
-    with pytest.warns(CalibrationWarning, match=r"R2 = 0\.9\d+ is below 0\.99"):
+    with pytest.warns(CalibrationWarning, match=r"R2 = 0\.9995 is below 0\.99999; per rod: .*C: 198\.0 HU, "
+                                                r"residual \+6\.8 mg/cm3"):
         cal = fit_phantom(hu, mindways_cert, warn_r_squared=0.99999)
     assert cal.r_squared < 0.99999
 
@@ -285,3 +288,20 @@ def test_calibration_to_mineral_round_trip():
     back = ha.to_mineral("K2HPO4")
     np.testing.assert_allclose(back.apply(hu), cal.apply(hu))
     assert cal.to_mineral("K2HPO4") is cal
+
+
+def test_rod_sd_must_match_the_rods(mindways_cert):
+    with pytest.raises(CalibrationError, match=r"got 2 rod SD values for 5 rods"):
+        fit_phantom(ROD_HU, mindways_cert, rod_sd_hu=[1.0, 2.0])
+    cal = fit_phantom(ROD_HU, mindways_cert, rod_sd_hu=[1.0, 2.0, 3.0, 4.0, 5.0])
+    assert [r["hu_sd"] for r in cal.details["rods"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_unreadable_files_name_the_file(tmp_path):
+    """A folder or a non-UTF-8 file in place of a JSON file: CalibrationError, not a raw OSError."""
+    (tmp_path / "cert.json").mkdir()
+    with pytest.raises(CalibrationError, match=r"certificate file .*cert\.json cannot be read"):
+        read_certificate(tmp_path / "cert.json")
+    (tmp_path / "cal.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(CalibrationError, match=r"calibration file .*cal\.json cannot be read"):
+        read_calibration(tmp_path / "cal.json")

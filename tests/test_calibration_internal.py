@@ -15,6 +15,7 @@ from bmdqct.calibration import (
 )
 from bmdqct.errors import CalibrationError, CalibrationWarning
 from bmdqct.synthetic import synthesize_ldct, synthesize_phantom_scan, tissue_hu
+from bmdqct.volume import CTVolume
 
 # a thoracic slab keeps the scans small (about 1.5 s each) and shows the descending aorta in lung
 _GRID = {"shape": (192, 192), "slice_mm": 3.0, "cranial": "T5", "caudal": "T11", "noise_hu": 25.0}
@@ -74,3 +75,38 @@ def test_internal_reference_round_trip_and_errors(tmp_path, scans):
         InternalReference({"air": -700.0})
     with pytest.raises(ValueError, match=r"unknown tissue\(s\) \['bone'\]"):
         find_reference_tissues(patient, tissues=("bone",))
+
+
+def test_tissues_found_in_any_array_orientation(scans):
+    """A non-canonical volume (axes stored L, A, I) is searched in canonical orientation: same ROIs."""
+    from bmdqct.volume import CTVolume
+
+    _, patient, _, _ = scans
+    hu = patient.hu[::-1, ::-1].transpose(2, 1, 0)           # S, P, L -> L, A, I
+    affine = patient.affine.copy()
+    affine[:3, 3] += (patient.shape[0] - 1) * affine[:3, 0] + (patient.shape[1] - 1) * affine[:3, 1]
+    affine[:3, :2] *= -1
+    stored = CTVolume(hu, affine[:, [2, 1, 0, 3]], metadata=patient.metadata)
+    assert stored.orientation == ("L", "A", "I")
+    expected, found = find_reference_tissues(patient), find_reference_tissues(stored)
+    assert sorted(found) == sorted(expected)
+    for tissue, roi in expected.items():
+        assert found[tissue].hu_mean == pytest.approx(roi.hu_mean, rel=1e-12), tissue
+        np.testing.assert_allclose(found[tissue].center_mm, roi.center_mm, atol=1e-9)
+
+
+def test_internal_reference_file_errors_name_the_file(tmp_path):
+    for text, match in (('{"equivalent_mg_cm3": {"air": -900, "fat": -80}, "mineral": "CaCO3"}',
+                         r"bad\.json: mineral reference must be one of"),
+                        ('{"equivalent_mg_cm3": {"air": -900, "fat": -80}, "kvp": "120"}',
+                         r"bad\.json: kvp must be a number"),
+                        ('{"equivalent_mg_cm3": {"air": -900, "fat": -80}, "kV": 120}',
+                         r"bad\.json: unknown field\(s\) \['kV'\]"),
+                        ('{"equivalent_mg_cm3": [-900, -80]}', r"bad\.json: 'equivalent_mg_cm3' must be an object"),
+                        ('{"equivalent_mg_cm3": {"air": "x", "fat": -80}}',
+                         r"bad\.json: equivalent density of 'air' must be a finite number")):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(CalibrationError, match=match):
+            read_internal_reference(tmp_path / "bad.json")
+    with pytest.raises(CalibrationError, match=r"slices must be \(first, last\) axial slice indices"):
+        find_reference_tissues(CTVolume.from_spacing(np.zeros((3, 4, 4)), (1, 1, 1)), slices=(1, 2, 3))

@@ -108,3 +108,43 @@ def test_cli_calibrate_paired(rng, tmp_path, capsys):
     assert main(["calibrate-paired", str(tmp_path / "results.csv"), str(tmp_path / "reference.csv"),
                  "-o", str(out), "--level", "L5"]) == 1
     assert "no fit for level 'L5'" in capsys.readouterr().err
+
+
+def test_paired_table_takes_bmd_from_the_reference_even_when_measured_has_bmd_columns(rng, tmp_path):
+    """results.csv of `bmdqct measure` carries its own {level}_bmd_mg_cm3 columns; a join that let
+    them shadow the reference columns of the same name would fit bmdqct against itself."""
+    measured, reference = _tables(rng)
+    expected = fit_paired_table(measured, reference)
+    with_bmd = measured.assign(**{f"{lv}_bmd_mg_cm3": 0.5 * measured[f"{lv}_hu_mean"] for lv in ("T12", "L1", "L2")})
+    fits = fit_paired_table(with_bmd, reference)
+    for level in ("T12", "L1", "L2", "pooled"):
+        assert fits[level].slope == pytest.approx(expected[level].slope, rel=1e-12), level
+        assert fits[level].n == expected[level].n
+    # the same through CSV files, as `bmdqct calibrate-paired` reads them
+    with_bmd.to_csv(tmp_path / "results.csv", index=False)
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    from_files = fit_paired_table(tmp_path / "results.csv", tmp_path / "reference.csv")
+    assert from_files["L1"].slope == pytest.approx(expected["L1"].slope, rel=1e-12)
+    # identical column templates on both sides still pair HU with the reference values
+    same_names = fit_paired_table(measured.rename(columns=lambda c: c.replace("_hu_mean", "_value")),
+                                  reference.rename(columns=lambda c: c.replace("_bmd_mg_cm3", "_value")),
+                                  hu_column="{level}_value", reference_column="{level}_value")
+    assert same_names["L2"].slope == pytest.approx(expected["L2"].slope, rel=1e-12)
+
+
+def test_paired_labels_must_name_each_pair():
+    with pytest.raises(ValueError, match=r"labels must name each of the 3 pairs once; got 2 labels"):
+        fit_paired_calibration([1.0, 2.0, 3.0], [1.0, 2.1, 2.9], labels=["a", "b"])
+    with pytest.raises(ValueError, match=r"1 repeated"):
+        fit_paired_calibration([1.0, 2.0, 3.0], [1.0, 2.1, 2.9], labels=["a", "b", "a"])
+
+
+def test_unreadable_csv_is_a_calibration_error(rng, tmp_path, capsys):
+    measured, reference = _tables(rng)
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    (tmp_path / "results.csv").write_bytes(b"case,L1_hu_mean\n\xff\xfe,\x00\n")
+    with pytest.raises(CalibrationError, match=r"measured table .*results\.csv cannot be read as CSV"):
+        fit_paired_table(tmp_path / "results.csv", tmp_path / "reference.csv")
+    (tmp_path / "results.csv").write_text('case,L1_hu_mean\n"a,1\n')       # unterminated quote
+    assert main(["calibrate-paired", str(tmp_path / "results.csv"), str(tmp_path / "reference.csv")]) == 1
+    assert "cannot be read as CSV" in capsys.readouterr().err

@@ -230,5 +230,31 @@ def test_cli_calibrate_history_select(tmp_path, capsys):
 
     assert main(["calibration-select", str(tmp_path / "qa1"), "--store", str(store)]) == 0
     assert "selected by closest-before: calibration of 2024-03-15" in capsys.readouterr().out
+    assert main(["calibration-select", str(tmp_path / "qa1"), "--store", str(store), "--mineral", "HA"]) == 1
+    assert "no calibration in HA in store" in capsys.readouterr().err
     assert main(["calibration-history", "--store", str(tmp_path / "empty")]) == 1
     assert "holds no calibrations" in capsys.readouterr().err
+
+
+def test_select_never_picks_a_mineral_by_chance(tmp_path):
+    """K2HPO4 and HA calibrations of the same day: which one is 'closest' is a tie that the file
+    order would decide; it is refused unless the caller names the mineral reference."""
+    k2hpo4 = _cal("2024-01-15")
+    ha = _cal("2024-01-15", slope=0.80, intercept=-5.0, mineral="HA")
+    for cal in (k2hpo4, ha):
+        add_to_store(cal, tmp_path)
+    with pytest.raises(CalibrationError, match=r"calibrations of HA and K2HPO4 .* acquired on 2024-01-15 .*"
+                                               r"pass mineral='K2HPO4' or mineral='HA'"):
+        select_calibration(tmp_path, _scan("2024-02-01"))
+    assert select_calibration(tmp_path, _scan("2024-02-01"), mineral="HA").id == ha.id
+    assert select_calibration(tmp_path, _scan("2024-02-01"), mineral="k2hpo4").id == k2hpo4.id
+    with pytest.raises(CalibrationError, match=r"pass mineral="):
+        select_calibration(tmp_path, _scan("2024-01-10"), fallback="nearest-after")
+    # a mineral filter leaves the other reference out entirely, even when it is closer
+    add_to_store(_cal("2024-01-25"), tmp_path)
+    assert select_calibration(tmp_path, _scan("2024-02-01"), mineral="HA").acquisition_date == "2024-01-15"
+    assert select_calibration(tmp_path, _scan("2024-02-01")).acquisition_date == "2024-01-25"
+    with pytest.raises(CalibrationError, match=r"no calibration in HA in store"):
+        select_calibration(tmp_path, _scan("2024-01-10"), mineral="HA")
+    with pytest.raises(ValueError, match=r"mineral reference must be one of"):
+        select_calibration(tmp_path, _scan("2024-02-01"), mineral="CaCO3")

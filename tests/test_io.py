@@ -665,3 +665,31 @@ def test_cli_info_text_and_series(tmp_path, capsys):
 def test_cli_error_exit_code(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nothing")]) == 1
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_label_map_itk_formats_and_errors(tmp_path):
+    """A label map in NRRD loads like its NIfTI twin; unreadable ITK files name the file."""
+    ct = ramp_ct(shape=(4, 5, 6), spacing=(2.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0))
+    labels = LabelVolume(np.arange(120).reshape(4, 5, 6) % 3 * 10, ct.affine, names={})
+    image = sitk.GetImageFromArray(np.ascontiguousarray(labels.labels.transpose(2, 1, 0)))  # (z, y, x) = L, P, S
+    image.SetSpacing((2.0, 1.0, 1.0))
+    image.SetDirection((0, 0, 1, 0, 1, 0, 1, 0, 0))     # x -> S, y -> P, z -> L: the canonical grid
+    sitk.WriteImage(image, str(tmp_path / "labels.nrrd"))
+    back = load_labels(tmp_path / "labels.nrrd", like=ct)
+    np.testing.assert_array_equal(back.labels, labels.labels)
+    (tmp_path / "broken.mha").write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4\n")
+    with pytest.raises(InputError, match=r"broken\.mha: cannot read this image"):
+        load_labels(tmp_path / "broken.mha")
+    with pytest.raises(TypeError, match="like must be a CTVolume or LabelVolume"):
+        load_labels(tmp_path / "labels.nrrd", like=np.zeros((4, 5, 6)))
+
+
+def test_multiframe_rescale_of_zero_is_not_overridden(tmp_path):
+    """Enhanced CT keeps RescaleIntercept in its functional groups; an intercept of 0 there must win
+    over a stray top-level RescaleIntercept (a falsy 0 once fell through to it: HU off by 1024)."""
+    vol = ramp_ct()
+    folder = write_dicom_series(vol.with_hu(vol.hu + 1000.0), tmp_path, multiframe=True, RescaleIntercept=0.0)
+    ds = pydicom.dcmread(folder / "ct.dcm")
+    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    ds.save_as(folder / "ct.dcm")
+    np.testing.assert_array_equal(load_ct(folder / "ct.dcm").hu, vol.hu + 1000.0)

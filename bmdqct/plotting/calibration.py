@@ -112,6 +112,15 @@ def plot_phantom_fit(calibration, *, ax=None):
     ------
     ValueError
         If the calibration holds no rod table.
+
+    Examples
+    --------
+    >>> from bmdqct.calibration import fit_phantom
+    >>> from bmdqct.synthetic import example_certificate
+    >>> cal = fit_phantom([-60.312, -17.810, 186.002, 339.390, 449.362], example_certificate())
+    >>> ax = plot_phantom_fit(cal)
+    >>> len(ax.lines), ax.get_xlabel()
+    (2, 'certified density (mg K2HPO4/cm³)')
     """
     rods = calibration.details.get("rods")
     if calibration.method != "phantom" or not rods:
@@ -150,7 +159,8 @@ def plot_rod_rois(volume, calibration, *, ax=None, window_hu=(-200.0, 600.0)):
     Parameters
     ----------
     volume : CTVolume
-        The phantom scan the calibration came from.
+        The phantom scan the calibration came from (drawn in its canonical orientation,
+        where the ROIs' ``center_vox`` are given).
     calibration : Calibration
         From :func:`bmdqct.calibration.calibrate_phantom` (``details["rod_rois"]``).
     ax : matplotlib Axes, optional
@@ -161,12 +171,30 @@ def plot_rod_rois(volume, calibration, *, ax=None, window_hu=(-200.0, 600.0)):
     -------
     matplotlib.axes.Axes
         The image is seen from the feet (patient's right on the left), anterior up.
+
+    Raises
+    ------
+    ValueError
+        If the calibration holds no rod ROIs.
+
+    Examples
+    --------
+    >>> from bmdqct.calibration import calibrate_phantom
+    >>> from bmdqct.synthetic import synthesize_phantom_scan
+    >>> vol, truth = synthesize_phantom_scan("mindways-model3-ct", 0, shape=(128, 128), pixel_mm=1.6,
+    ...                                      n_slices=6, noise_hu=0)
+    >>> ax = plot_rod_rois(vol, calibrate_phantom(vol, truth.certificate))
+    >>> len(ax.patches), ax.images[0].get_array().shape      # two circles per rod, one axial image
+    (10, (128, 128))
     """
     from matplotlib.patches import Circle
 
     rois = calibration.details.get("rod_rois")
     if not rois:
         raise ValueError(f"calibration {calibration.id} holds no rod ROIs (not from calibrate_phantom)")
+    from ..volume import to_canonical
+
+    volume = to_canonical(volume)
     _, (ax,) = _new_axes(ax, figsize=(6.4, 6.4))
     first, last = rois[0]["slices"]
     image = volume.hu[first:last + 1].mean(axis=0)
