@@ -2,10 +2,11 @@
 
 Importing this subpackage loads TensorFlow; ``import bmdqct`` does not.
 
->>> from bmdqct.segment import segment_spine           # doctest: +SKIP
->>> seg = segment_spine(volume)                         # doctest: +SKIP
->>> seg.classes.names                                   # doctest: +SKIP
-{'T1-T6': 1, 'T7-T12': 2, 'L1-L2': 3}
+Typical use (``volume`` from :func:`bmdqct.io.load_ct`)::
+
+    from bmdqct.segment import segment_spine
+    seg = segment_spine(volume)      # shipped weights, loaded once per process
+    seg.classes.names                # {'T1-T6': 1, 'T7-T12': 2, 'L1-L2': 3}
 """
 
 import os
