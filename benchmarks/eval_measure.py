@@ -96,9 +96,10 @@ def main(argv=None) -> int:
             print(f"seed {seed}: FAILED {type(err).__name__}: {err}")
             rows.append({"seed": seed, "error": f"{type(err).__name__}: {err}"})
             n_dx += 1
-            for name in LEVELS:
-                if name in truth.levels.names and truth.levels.mask(name).any():
-                    total_named += 1
+            for name in LEVELS:     # the same bodies as a measured subject's count against the naming bar
+                if name in truth.levels.names:
+                    true_mask = truth.levels.mask(name)
+                    total_named += bool(true_mask.any() and not _cut(true_mask))
             continue
         seconds = time.perf_counter() - t0
         row = {"seed": seed, **{k: v for k, v in options.items() if k != "shape"}, "seconds": round(seconds, 1)}

@@ -36,7 +36,6 @@ RESULTS_COLUMNS = ("case", "status", "error", "category", "bmd_l1_l2_mg_cm3", "l
                    "T12_hu_mean", "T12_bmd_mg_cm3", "L1_hu_mean", "L1_bmd_mg_cm3", "L2_hu_mean",
                    "L2_bmd_mg_cm3", "flags")
 MANIFEST_FORMAT = "bmdqct-run/1"
-_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".dcm")
 
 
 def register(commands, common) -> None:
@@ -131,6 +130,7 @@ def run_cases(cases, out: Path, *, calibration=None, model=None, label_scheme="t
     from tqdm import tqdm
 
     from . import __version__
+    from .measure import _versions
 
     started = _dt.datetime.now(_dt.timezone.utc)
     records = []
@@ -204,7 +204,9 @@ def run_cases(cases, out: Path, *, calibration=None, model=None, label_scheme="t
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round((_dt.datetime.now(_dt.timezone.utc) - started).total_seconds(), 3),
         "output": str(out),
-        "versions": _versions(),
+        "versions": {"python": platform.python_version(),
+                     **_versions(("bmdqct", "numpy", "scipy", "scikit-image", "nibabel", "SimpleITK", "pydicom",
+                                  "matplotlib", "tensorflow", "keras"))},
         "bmdqct_version": __version__,
         "model_id": getattr(model, "model_id", None if model is None else str(model)),
         "calibration": _calibration_record(calibration),
@@ -226,7 +228,7 @@ def _measure_case(case, path, label_path, case_dir: Path, *, calibration, model,
     import numpy as np
 
     from .io import load_ct, write_nifti
-    from .measure import measure
+    from .measure import _atomic_write, measure
     from .volume import LabelVolume
 
     ct = load_ct(path)
@@ -236,17 +238,17 @@ def _measure_case(case, path, label_path, case_dir: Path, *, calibration, model,
     stale = case_dir / "error.json"
     if stale.exists():
         stale.unlink()
-    _atomic(case_dir / "labels.nii.gz", lambda tmp: write_nifti(result.labels.labels, tmp, like=ct))
+    _atomic_write(case_dir / "labels.nii.gz", lambda tmp: write_nifti(result.labels.labels, tmp, like=ct))
     voi_ids = np.zeros(ct.shape, np.int16)
     for name, voi in result.vois.items():
         voi_ids[voi.slices][voi.box_mask] = result.labels.levels[name].label_id
     voi_labels = LabelVolume(voi_ids, ct.affine, {n: result.labels.levels[n].label_id for n in result.vois})
-    _atomic(case_dir / "voi.nii.gz", lambda tmp: write_nifti(voi_labels, tmp, like=ct))
+    _atomic_write(case_dir / "voi.nii.gz", lambda tmp: write_nifti(voi_labels, tmp, like=ct))
     if qc_picture:
         from .plotting.qc import plot_qc
 
         fig = plot_qc(result, ct)
-        _atomic(case_dir / "qc.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        _atomic_write(case_dir / "qc.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     result.to_json(case_dir / "result.json")   # last: marks the case finished
     return result
 
@@ -260,6 +262,7 @@ def _run_demo(args) -> int:
 
     from .calibration import add_to_store, calibrate_phantom, read_store
     from .io import write_dicom_series
+    from .measure import report_text
     from .segment import load_model
     from .synthetic import synthesize_ldct, synthesize_phantom_scan
 
@@ -297,7 +300,7 @@ def _run_demo(args) -> int:
         return 1
     result = json.loads(result_path.read_text(encoding="utf-8"))
     print()
-    print(_report_from_dict(result))
+    print(report_text(result))
     truth_line = ", ".join(f"{n} {truth.density_mg_cm3[n]:.1f}" for n in ("T12", "L1", "L2")
                            if n in truth.density_mg_cm3)
     true_mean = np.mean([truth.density_mg_cm3[n] for n in ("L1", "L2") if n in truth.density_mg_cm3])
@@ -325,14 +328,9 @@ def _prepare_output(out: Path) -> Path:
 
 def _case_names(inputs) -> list[str]:
     """Case name of each input: its file stem, or parent_stem when stems repeat (DIR/ct.nii.gz)."""
-    stems = []
-    for path in inputs:
-        name = path.name
-        for suffix in _SUFFIXES:
-            if name.lower().endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        stems.append(name or "case")
+    from .measure import _case_name
+
+    stems = [_case_name(path) or "case" for path in inputs]
     names, seen = [], {}
     for path, stem in zip(inputs, stems):
         name = f"{path.parent.name}_{stem}" if stems.count(stem) > 1 and path.parent.name else stem
@@ -342,22 +340,10 @@ def _case_names(inputs) -> list[str]:
     return names
 
 
-def _atomic(path: Path, write) -> Path:
-    """Call ``write(tmp)`` with a temporary path beside `path` (same suffix), then rename."""
-    name = path.name
-    suffix = next((s for s in _SUFFIXES + (".png", ".json", ".csv") if name.endswith(s)), "")
-    tmp = path.with_name(f".{name[: len(name) - len(suffix)]}.tmp{os.getpid()}{suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def _write_text(path: Path, text: str) -> Path:
-    return _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    from .measure import _atomic_write_text
+
+    return _atomic_write_text(path, text)
 
 
 def _read_json(path: Path):
@@ -418,25 +404,6 @@ def _one_line(result) -> str:
     return f"{result.case}: ok  {value}{flags}"
 
 
-def _report_from_dict(result: dict) -> str:
-    lines = [f"bmdqct report - {result.get('case')}",
-             f"{'level':<6}{'status':<10}{'HU mean':>9}{'SD':>7}{'BMD':>9}  note"]
-    for name, m in result["levels"].items():
-        hu = "" if m["hu_mean"] is None else f"{m['hu_mean']:.1f}"
-        sd = "" if m["hu_sd"] is None else f"{m['hu_sd']:.1f}"
-        bmd = "" if m["bmd_mg_cm3"] is None else f"{m['bmd_mg_cm3']:.1f}"
-        lines.append(f"{name:<6}{m['status']:<10}{hu:>9}{sd:>7}{bmd:>9}  {m['reason']}")
-    used = "+".join(result["levels_used"]) or "none"
-    if result["bmd_l1_l2_mg_cm3"] is not None:
-        lines.append(f"BMD ({used}): {result['bmd_l1_l2_mg_cm3']:.1f} mg/cm3 -> {result['category'].upper()}")
-    lines.append(f"diagnosis: {result['diagnosis']['reason']}")
-    if result["qc"]["flags"]:
-        lines.append("QC flags: " + ", ".join(result["qc"]["flags"]))
-    prov = result["provenance"]
-    lines.append(f"model: {prov.get('model_id')}; calibration: {prov.get('calibration_id') or 'none'}")
-    return "\n".join(lines)
-
-
 def _calibration_record(calibration):
     if calibration is None:
         return None
@@ -444,16 +411,3 @@ def _calibration_record(calibration):
         return {"store": str(calibration)}
     return {"id": calibration.id, "source": calibration.source, "slope": calibration.slope,
             "intercept": calibration.intercept, "mineral": calibration.mineral}
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for name in ("bmdqct", "numpy", "scipy", "scikit-image", "nibabel", "SimpleITK", "pydicom", "matplotlib",
-                 "tensorflow", "keras"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out

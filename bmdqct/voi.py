@@ -49,7 +49,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import GeometryError, MeasurementError
-from .labeling import QCFlag, VertebraLabels
+from .labeling import QCFlag, VertebraLabels, _level_boxes
 from .volume import CTVolume, LabelVolume, same_grid
 
 __all__ = ["VOIProtocol", "DEFAULT_VOI_PROTOCOL", "VOI", "vertebral_body_voi"]
@@ -280,11 +280,17 @@ def vertebral_body_voi(volume: CTVolume, labels: VertebraLabels | LabelVolume, l
     (8.2, 10.9)
     """
     if isinstance(labels, VertebraLabels):
-        body = labels.mask(level)
+        if level not in labels.levels:
+            raise KeyError(f"level {level!r} is not labelled; labelled levels are {list(labels.levels)}")
         grid = labels.labels
+        lid = labels.levels[level].label_id
+        bbox = labels.levels[level].bbox
     elif isinstance(labels, LabelVolume):
-        body = labels.mask(level)
+        if level not in labels.names:
+            raise KeyError(f"no label named {level!r}; names are {sorted(labels.names)}")
         grid = labels
+        lid = labels.names[level]
+        bbox = None
     else:
         raise TypeError(f"labels must be VertebraLabels or LabelVolume, got {type(labels).__name__}")
     if not isinstance(volume, CTVolume):
@@ -292,8 +298,18 @@ def vertebral_body_voi(volume: CTVolume, labels: VertebraLabels | LabelVolume, l
     if not same_grid(volume, grid):
         raise GeometryError(f"labels must lie on the CT's grid (shape {volume.shape}), got shape {grid.shape}; "
                             "resample them with bmdqct.preprocess.resample_like(labels, ct)")
+    raw = np.asarray(grid.labels)
+    if bbox is None:
+        found = _level_boxes(raw).get(lid)
+        bbox = None if found is None else tuple((b.start, b.stop) for b in found)
+    if bbox is None:
+        raise MeasurementError(f"the body of {level} is empty; cannot place a VOI")
+    # all work on the body's bounding box: (k0, j0, c0) is its corner in the volume
+    box = tuple(slice(a, b) for a, b in bbox)
+    body = raw[box] == lid
     if not body.any():
         raise MeasurementError(f"the body of {level} is empty; cannot place a VOI")
+    k0, j0, c0 = (b.start for b in box)
     dz, dy, dx = volume.spacing
     flags: list[QCFlag] = []
 
@@ -304,10 +320,12 @@ def vertebral_body_voi(volume: CTVolume, labels: VertebraLabels | LabelVolume, l
     # between two slices: the one nearer the body's centroid (then the lower one)
     centroid_k = float(np.dot(np.arange(area.size), area) / area.sum())
     candidates = sorted({int(math.floor(middle)), int(math.ceil(middle))})
-    k_mid = min(candidates, key=lambda k: (abs(k - centroid_k), k))
-    section = ndi.binary_fill_holes(body[k_mid])
+    k_local = min(candidates, key=lambda k: (abs(k - centroid_k), k))
+    k_mid = k0 + k_local
+    section = ndi.binary_fill_holes(body[k_local])
     section_area_mm2 = float(section.sum()) * dy * dx
-    cj, ck = ndi.center_of_mass(section)
+    cj_local, ck_local = ndi.center_of_mass(section)
+    cj, ck = j0 + cj_local, c0 + ck_local
     longest_row_mm = _longest_row(section) * dx
 
     # 2. ellipse: short AP semi-axis from the longest row, long LR semi-axis from the area
@@ -320,8 +338,16 @@ def vertebral_body_voi(volume: CTVolume, labels: VertebraLabels | LabelVolume, l
     if k_lo < 0 or k_hi >= volume.shape[0]:
         raise MeasurementError(f"the {protocol.height_mm:g} mm VOI of {level} around slice {k_mid} leaves the "
                                f"scan (slices 0-{volume.shape[0] - 1}); the body is cut by the scan's edge")
-    slab = slice(k_lo, k_hi + 1)
-    inside = np.stack([ndi.binary_fill_holes(s) for s in body[slab]])
+    # the plane: the body's box with a ring of background (so that the margin's distance
+    # transform sees the body's edge), grown to hold the unshrunk ellipse
+    rj, rk = int(math.ceil(b0 / dy)) + 1, int(math.ceil(a0 / dx)) + 1
+    j_lo, j_hi = max(min(j0 - 1, int(cj) - rj), 0), min(max(box[1].stop + 1, int(cj) + rj + 1), volume.shape[1])
+    c_lo, c_hi = max(min(c0 - 1, int(ck) - rk), 0), min(max(box[2].stop + 1, int(ck) + rk + 1), volume.shape[2])
+    inside = np.zeros((k_hi - k_lo + 1, j_hi - j_lo, c_hi - c_lo), bool)
+    for i, k in enumerate(range(k_lo, k_hi + 1)):
+        if box[0].start <= k < box[0].stop:
+            inside[i, j0 - j_lo:box[1].stop - j_lo, c0 - c_lo:box[2].stop - c_lo] = \
+                ndi.binary_fill_holes(body[k - k0])
     if protocol.margin_mm > 0:
         inside = _erode_in_plane(inside, protocol.margin_mm, (dy, dx))
     empty = [k_lo + i for i, s in enumerate(inside) if not s.any()]
@@ -330,8 +356,8 @@ def vertebral_body_voi(volume: CTVolume, labels: VertebraLabels | LabelVolume, l
                                f"{empty} hold no body (height {above.size * dz:.1f} mm); a collapsed or cut body?")
 
     # 4.-5. voxel inclusion by centre; shrink until the ellipse stays in the body
-    jj = (np.arange(volume.shape[1]) - cj)[:, None] * dy
-    kk = (np.arange(volume.shape[2]) - ck)[None, :] * dx
+    jj = (np.arange(j_lo, j_hi) - cj)[:, None] * dy
+    kk = (np.arange(c_lo, c_hi) - ck)[None, :] * dx
     scale = 1.0
     while True:
         ellipse = (jj / (scale * b0)) ** 2 + (kk / (scale * a0)) ** 2 <= 1.0
@@ -351,14 +377,15 @@ def vertebral_body_voi(volume: CTVolume, labels: VertebraLabels | LabelVolume, l
         logger.info("VOI of %s shrunk to %.2f", level, scale)
     rows = np.nonzero(ellipse.any(axis=1))[0]
     cols = np.nonzero(ellipse.any(axis=0))[0]
-    box = ((k_lo, k_hi + 1), (int(rows[0]), int(rows[-1]) + 1), (int(cols[0]), int(cols[-1]) + 1))
-    plane = ellipse[box[1][0]:box[1][1], box[2][0]:box[2][1]]
+    plane = ellipse[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    box_out = ((k_lo, k_hi + 1), (j_lo + int(rows[0]), j_lo + int(rows[-1]) + 1),
+               (c_lo + int(cols[0]), c_lo + int(cols[-1]) + 1))
     box_mask = np.broadcast_to(plane, (k_hi - k_lo + 1, *plane.shape)).copy()
     n_voxels = int(box_mask.sum())
     center_vox = (float(k_mid), float(cj), float(ck))
     center_mm = tuple(float(v) for v in volume.index_to_world(center_vox))
     return VOI(
-        level=level, shape=tuple(volume.shape), box=box, box_mask=box_mask,
+        level=level, shape=tuple(volume.shape), box=box_out, box_mask=box_mask,
         center_mm=tuple(round(v, 3) for v in center_mm),
         center_vox=tuple(round(v, 3) for v in center_vox),
         semi_axis_ap_mm=float(scale * b0), semi_axis_lr_mm=float(scale * a0),

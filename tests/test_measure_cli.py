@@ -108,6 +108,34 @@ def test_rerun_skips_finished_cases_and_a_failed_case_does_not_stop_the_run(case
     assert set(rows) == {"spine", "broken"}          # earlier rows are kept
 
 
+def test_an_interrupted_write_leaves_no_partial_file(case_files, tmp_path, capsys, monkeypatch):
+    """The QC picture fails half-way: no qc.png, no temporary file, no result.json; a re-run measures."""
+    import bmdqct.plotting.qc
+
+    class Broken:
+        def savefig(self, path, **kwargs):
+            with open(path, "wb") as fh:
+                fh.write(b"half a PNG")
+            raise OSError("disk full")
+
+    ct_path, lab_path, cal = case_files
+    out = tmp_path / "out"
+    args = ["measure", str(ct_path), "-o", str(out), "--labels", str(lab_path), "--label-scheme", "verse",
+            "--calibration", str(cal), "--no-progress"]
+    monkeypatch.setattr(bmdqct.plotting.qc, "plot_qc", lambda result, volume: Broken())
+    assert main(args) == 1
+    case = out / "spine"
+    assert sorted(p.name for p in case.iterdir()) == ["error.json", "labels.nii.gz", "voi.nii.gz"]
+    assert "disk full" in json.loads((case / "error.json").read_text())["error"]
+    _, rows = _rows(out)
+    assert rows["spine"]["status"] == "failed" and "disk full" in rows["spine"]["error"]
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert sorted(p.name for p in case.iterdir()) == ["labels.nii.gz", "qc.png", "result.json", "voi.nii.gz"]
+    _, rows = _rows(out)
+    assert rows["spine"]["status"] == "ok"
+
+
 def test_hu_only_without_calibration(case_files, tmp_path, capsys):
     ct_path, lab_path, _ = case_files
     out = tmp_path / "out"
@@ -153,7 +181,19 @@ def test_label_map_with_no_vertebra_fails_the_case(case_files, tmp_path, capsys)
     assert rc == 1
     _, rows = _rows(out)
     assert rows["spine"]["status"] == "failed"
-    assert "no vertebra" in rows["spine"]["error"]
+    assert "no vertebra" in rows["spine"]["error"] and str(path) in rows["spine"]["error"]
+
+
+def test_label_map_read_with_the_wrong_scheme_names_the_file(case_files, tmp_path, capsys):
+    ct_path, lab_path, cal = case_files
+    out = tmp_path / "out"
+    rc = main(["measure", str(ct_path), "-o", str(out), "--labels", str(lab_path), "--label-scheme", "classes",
+               "--calibration", str(cal), "--no-progress"])
+    assert rc == 1
+    _, rows = _rows(out)
+    error = rows["spine"]["error"]
+    assert error.startswith(f"LabelingError: label map {lab_path} (read with label_scheme='classes'): ")
+    assert "segmentation classes must be 0-3" in error and "got ids [18, 19, 20, 21]" in error
 
 
 def test_four_class_map_from_bmdqct_segment(tmp_path, capsys):
@@ -165,6 +205,14 @@ def test_four_class_map_from_bmdqct_segment(tmp_path, capsys):
                  "--no-progress", "--no-qc-picture"]) == 0
     _, rows = _rows(out)
     assert rows["scan"]["levels_used"] == "L1+L2" and float(rows["scan"]["L2_hu_mean"]) == pytest.approx(150.0)
+
+
+def test_calibration_store_must_be_a_folder(case_files, tmp_path, capsys):
+    ct_path, lab_path, cal = case_files
+    rc = main(["measure", str(ct_path), "-o", str(tmp_path / "out"), "--labels", str(lab_path),
+               "--calibration-store", str(cal), "--no-progress"])
+    assert rc == 1
+    assert f"calibration store {cal} is not a folder" in capsys.readouterr().err
 
 
 def test_label_count_must_match_inputs(case_files, tmp_path, capsys):

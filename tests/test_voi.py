@@ -119,16 +119,58 @@ def test_voi_shrinks_inside_a_concave_body_and_flags_it():
     assert voi.scale < 1.0
     assert [str(f) for f in voi.flags] == ["voi_shrunk:L1"]
     assert not np.any(voi.mask & (lab == 0))
-    # one step less shrinking would leave the body
     assert voi.semi_axis_ap_mm == pytest.approx(0.2 * voi.longest_row_mm * voi.scale)
+    # one step less shrinking would leave the body
+    k0, k1 = voi.slice_range
+    larger = _ellipse_on_grid(ct.shape, spacing, voi.center_vox[1:], voi.semi_axis_ap_mm / 0.95,
+                              voi.semi_axis_lr_mm / 0.95)
+    assert np.any(larger & (lab[k0:k1 + 1] == 0))
+
+
+def _ellipse_on_grid(shape, spacing, center_vox, semi_ap_mm, semi_lr_mm):
+    """The ellipse (voxel centres inside) on one full axial plane of the grid."""
+    jj, kk = np.mgrid[:shape[1], :shape[2]]
+    return ((jj - center_vox[0]) * spacing[1] / semi_ap_mm) ** 2 + \
+        ((kk - center_vox[1]) * spacing[2] / semi_lr_mm) ** 2 <= 1.0
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.5, 0.8, 0.6)])
+def test_voi_mask_is_the_ellipse_on_the_full_grid(spacing):
+    """The VOI, placed on the body's bounding box, lands where its centre and axes say on the full grid."""
+    ct, labels, _ = vertebra_phantom(spacing, fov=(80.0, 90.0))
+    shift = (int(round(7 / spacing[1])), int(round(-9 / spacing[2])))     # off the grid's centre
+    lab = np.roll(np.asarray(labels.labels), shift, axis=(1, 2))
+    voi = vertebral_body_voi(ct, LabelVolume(lab, labels.affine, labels.names), "L1")
+    k0, k1 = voi.slice_range
+    plane = _ellipse_on_grid(ct.shape, spacing, voi.center_vox[1:], voi.semi_axis_ap_mm, voi.semi_axis_lr_mm)
+    expected = np.zeros(ct.shape, bool)
+    expected[k0:k1 + 1] = plane
+    assert np.array_equal(voi.mask, expected)
+    body = lab == 20
+    assert voi.center_vox[1:] == pytest.approx(np.argwhere(body[voi.middle_slice]).mean(axis=0), abs=1e-3)
 
 
 def test_margin_keeps_the_ellipse_away_from_the_edge():
+    from scipy import ndimage as ndi
+
     ct, labels, _ = vertebra_phantom((1.0, 0.5, 0.5), ap=10.0, lr=12.0)
     loose = vertebral_body_voi(ct, labels, "L1")
     tight = vertebral_body_voi(ct, labels, "L1", protocol=VOIProtocol(margin_mm=5.0))
     assert loose.scale == 1.0
     assert tight.scale < 1.0
+    assert [str(f) for f in tight.flags] == ["voi_shrunk:L1"]
+    # a D-shaped section (flat back, as real bodies have) whose centroid lies near the back:
+    # every VOI voxel centre lies more than the margin inside the body, measured on the full plane
+    lab = np.array(labels.labels)
+    lab[:, 60:70, 46:94] = np.where(lab[:, 50:51, 46:94] > 0, 20, 0)   # posterior half made rectangular
+    lab[:, 70:] = 0
+    body = lab == 20
+    for margin in (2.0, 3.0):
+        voi = vertebral_body_voi(ct, LabelVolume(lab, labels.affine, labels.names), "L1",
+                                 protocol=VOIProtocol(margin_mm=margin))
+        for k in range(voi.slice_range[0], voi.slice_range[1] + 1):
+            depth_mm = ndi.distance_transform_edt(body[k], sampling=(0.5, 0.5))
+            assert np.all(depth_mm[voi.mask[k]] > margin)
 
 
 def test_protocol_parameters_change_the_voi():
@@ -184,6 +226,15 @@ def test_split_section_cannot_hold_the_voi():
         vertebral_body_voi(ct, LabelVolume(lab, labels.affine, labels.names), "L1")
 
 
+def test_a_body_too_thin_for_any_voxel_centre_is_refused():
+    # a 2 x 2 mm column: semi-axes 0.4 x 0.95 mm about a centroid between four voxel centres
+    lab = np.zeros((20, 10, 10), np.int16)
+    lab[2:18, 4:6, 4:6] = 20
+    ct = CTVolume.from_spacing(np.where(lab > 0, 150.0, 0.0), (1, 1, 1))
+    with pytest.raises(MeasurementError, match="holds no voxel centre"):
+        vertebral_body_voi(ct, LabelVolume.from_spacing(lab, (1, 1, 1), names={"L1": 20}), "L1")
+
+
 def test_voi_errors_on_grid_and_level():
     ct, labels, _ = vertebra_phantom((1.0, 1.0, 1.0))
     other = LabelVolume.from_spacing(labels.labels, (1.0, 1.0, 2.0), names=labels.names)
@@ -196,6 +247,13 @@ def test_voi_errors_on_grid_and_level():
         vertebral_body_voi(ct, empty, "L1")
     with pytest.raises(TypeError, match="labels must be"):
         vertebral_body_voi(ct, np.zeros(ct.shape), "L1")
+    from bmdqct.labeling import vertebra_labels_from_map
+
+    vl = vertebra_labels_from_map(ct, labels, check_ribs=False)
+    with pytest.raises(KeyError, match=r"level 'L2' is not labelled; labelled levels are \['L1'\]"):
+        vertebral_body_voi(ct, vl, "L2")
+    with pytest.raises(TypeError, match="volume must be a CTVolume"):
+        vertebral_body_voi(np.zeros(ct.shape), labels, "L1")
     voi = vertebral_body_voi(ct, labels, "L1")
     small = CTVolume.from_spacing(np.zeros((3, 3, 3)), (1, 1, 1))
     with pytest.raises(GeometryError, match="placed on a grid of shape"):

@@ -75,9 +75,9 @@ def plot_qc(result, volume, *, figsize=None):
     if centres:
         k_sag = int(round(float(np.mean([c[2] for c in centres]))))
         j_mid = float(np.mean([c[1] for c in centres]))
-    elif labels.any():
-        idx = np.nonzero(labels)
-        k_sag, j_mid = int(round(idx[2].mean())), float(idx[1].mean())
+    elif result.labels.levels:
+        centre = np.mean([volume.world_to_index(i.centroid_mm) for i in result.labels.levels.values()], axis=0)
+        k_sag, j_mid = int(round(centre[2])), float(centre[1])
     else:
         k_sag, j_mid = hu.shape[2] // 2, hu.shape[1] / 2
     j_lo = max(int(j_mid - 1.6 * _HALF_FOV_MM / dy), 0)
@@ -116,10 +116,8 @@ def plot_qc(result, volume, *, figsize=None):
         if voi is not None:
             k, jc, kc = voi.middle_slice, voi.center_vox[1], voi.center_vox[2]
         elif info is not None:
-            mask = labels == info.label_id
-            idx = np.nonzero(mask)
             k = int(round(0.5 * (info.slice_range[0] + info.slice_range[1])))
-            jc, kc = float(idx[1].mean()), float(idx[2].mean())
+            jc, kc = (float(v) for v in volume.world_to_index(info.centroid_mm)[1:])
         else:
             ax.set_facecolor("black")
             ax.text(0.5, 0.5, f"{name}\nnot in the labels", color="white", ha="center", va="center",
