@@ -4,8 +4,10 @@ Run:  python benchmarks/eval_segment.py [--model PATH] [--n 10] [--seed-start 50
 
 Synthetic (seeds never used in training; training uses 10000+, validation 900+):
   * Dice of each class (T1-T6, T7-T12, L1-L2) on the CT grid;
-  * per vertebral body: Dice of the true body against the predicted body that
-    overlaps it most (class-agnostic) — the "vertebral-body Dice";
+  * per vertebral body: Dice of the true body against the predicted vertebral-body
+    voxels (any class) in its Voronoi cell, the voxels nearer to it than to any
+    other true body (class-agnostic; touching predictions are not penalised twice)
+    — the "vertebral-body Dice";
   * class correctness: the majority predicted class inside each true T1-L2 body;
   * names after labelling (bmdqct.labeling.label_vertebrae) for T12, L1, L2.
 Real (never used in training):
@@ -53,17 +55,16 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None) -> dict:
         true_classes = np.asarray(truth.classes.labels)
         for c in class_dice:
             class_dice[c].append(dice(true_classes == c, predicted == c))
-        components, _ = _components(predicted > 0)
+        levels = np.asarray(truth.levels.labels)
+        cells, box = _voronoi_cells(levels, ct.spacing)
+        found = predicted[box] > 0
         for name, lid in truth.levels.names.items():
             if segmentation_class(name) == 0:
                 continue
-            body = np.asarray(truth.levels.labels) == lid
+            body = levels == lid
             if not body.any():
                 continue
-            hits = np.bincount(components[body], minlength=components.max() + 1)
-            hits[0] = 0
-            best = components == int(np.argmax(hits)) if hits.any() else np.zeros_like(body)
-            body_dice.append(dice(body, best))
+            body_dice.append(dice(body[box], found & (cells == lid)))
             votes = np.bincount(predicted[body], minlength=4)
             votes[0] = 0
             class_ok.append(bool(votes.any()) and int(np.argmax(votes)) == segmentation_class(name))
@@ -88,10 +89,17 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None) -> dict:
             "seconds_mean": float(np.mean(seconds))}
 
 
-def _components(mask):
+def _voronoi_cells(levels: np.ndarray, spacing, margin_mm: float = 30.0):
+    """Label of the nearest true body for every voxel of the spine's bounding box (+ margin)."""
     from scipy import ndimage
 
-    return ndimage.label(mask)
+    idx = np.nonzero(levels)
+    pad = [int(np.ceil(margin_mm / s)) for s in spacing]
+    box = tuple(slice(max(int(i.min()) - p, 0), min(int(i.max()) + p + 1, n))
+                for i, p, n in zip(idx, pad, levels.shape))
+    sub = levels[box]
+    _, nearest = ndimage.distance_transform_edt(sub == 0, sampling=spacing, return_indices=True)
+    return sub[tuple(nearest)], box
 
 
 def evaluate_ts_abdomen(model) -> dict:

@@ -15,6 +15,7 @@ from ..levels import SEGMENTATION_CLASSES
 from ..volume import CTVolume, LabelVolume
 from .grid import classes_on_source_grid, footprint, prepare
 from .model import SpineModel, load_model
+from .sequence import SequenceReport, enforce_anatomical_order
 
 __all__ = ["Segmentation", "segment_spine", "predict_patches"]
 
@@ -35,11 +36,15 @@ class Segmentation:
         Probability of the assigned class in every voxel.
     model_id : str
         Identity of the weights that produced it.
+    order : SequenceReport or None
+        Classes of the bodies before and after enforcing the anatomical order
+        (None if that step was skipped).
     """
 
     classes: LabelVolume
     confidence: np.ndarray = field(repr=False)
     model_id: str
+    order: SequenceReport | None = None
 
 
 def _window_weights(depth: int) -> np.ndarray:
@@ -91,7 +96,7 @@ def predict_patches(model: SpineModel, image: np.ndarray, *, overlap: float = 0.
 
 
 def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_size: int = 2,
-                  progress: bool = False) -> Segmentation:
+                  anatomical_order: bool = True, progress: bool = False) -> Segmentation:
     """Segment the vertebral bodies of a CT into T1-T6, T7-T12 and L1-L2.
 
     Parameters
@@ -105,6 +110,9 @@ def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_s
         Overlap of neighbouring windows along the body axis.
     batch_size : int
         Windows per network call.
+    anatomical_order : bool
+        Relabel bodies whose class contradicts the order and counts of the
+        spine (:func:`~bmdqct.segment.sequence.enforce_anatomical_order`).
     progress : bool
         Show a progress bar.
 
@@ -124,6 +132,9 @@ def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_s
     prepared = prepare(volume, model.preset)
     probabilities = predict_patches(model, prepared.image, overlap=overlap,
                                     batch_size=batch_size, progress=progress)
+    order = None
+    if anatomical_order:
+        probabilities, order = enforce_anatomical_order(probabilities, model.preset.spacing_mm)
     box = footprint(prepared)
     classes = np.zeros(volume.shape, dtype=np.int16)
     confidence = np.ones(volume.shape, dtype=np.float32)
@@ -134,7 +145,7 @@ def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_s
             f"(source {volume.metadata.get('source')}); expected a CT of the trunk with the "
             "thoracic or lumbar spine in view")
     labels = LabelVolume(classes, volume.affine, CLASS_NAMES)
-    return Segmentation(labels, confidence, model.model_id)
+    return Segmentation(labels, confidence, model.model_id, order)
 
 
 _CORES_SET = False

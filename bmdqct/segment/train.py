@@ -247,9 +247,11 @@ def _sample(case: dict, preset: Preset, rng: np.random.Generator, *, augment: bo
         if rng.random() < 0.5:  # left-right mirror: the classes do not depend on side
             x, y = x[:, :, ::-1], y[:, :, ::-1]
         x = x * rng.uniform(0.9, 1.1) + rng.uniform(-25.0, 25.0)  # density / calibration
-        if rng.random() < 0.3:
-            x = ndimage.gaussian_filter(x, rng.uniform(0.3, 0.8))
-        sigma = rng.uniform(0.0, 25.0)  # dose
+        if rng.random() < 0.5:  # bone contrast: cortex and trabeculae brighter or fainter
+            x = x + (rng.uniform(0.6, 1.25) - 1.0) * np.maximum(x - 150.0, 0.0)
+        if rng.random() < 0.4:  # resolution: sharp kernels to blurry 3-mm reconstructions
+            x = ndimage.gaussian_filter(x, (rng.uniform(0.0, 0.8), *[rng.uniform(0.3, 1.2)] * 2))
+        sigma = rng.uniform(0.0, 30.0)  # dose
         if sigma > 1.0:
             noise = rng.standard_normal(x.shape).astype(np.float32)
             noise = ndimage.gaussian_filter(noise, (0.0, 0.6, 0.6))
