@@ -243,7 +243,13 @@ def save_model(model: SpineModel, path, *, include_optimizer: bool = False) -> P
         raise ValueError(f"model files end in .keras, got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.keras")
-    model.network.save(tmp, include_optimizer=include_optimizer)
+    network = model.network
+    if not include_optimizer and getattr(network, "optimizer", None) is not None:
+        # Keras 3 always stores a compiled model's optimizer state (2x the weights);
+        # an uncompiled clone holds the weights alone
+        network = keras.models.clone_model(model.network)
+        network.set_weights(model.network.get_weights())
+    network.save(tmp)
     tmp.replace(path)
     sidecar = {"preset": model.preset.to_dict(), "info": model.info,
                "model_id": f"{model.preset.name}-{_weights_id(model.network)}"}
