@@ -32,7 +32,7 @@ from ._physics import (
     tissue_table,
 )
 from .cohort import Cohort, CohortSubject, synthesize_cohort
-from .subject import DEFAULT_OPTIONS, DEFAULT_SCANNER, Truth, synthesize_ldct
+from .subject import DEFAULT_OPTIONS, DEFAULT_SCANNER, Truth, random_training_options, synthesize_ldct
 
 __all__ = [
     "CORTICAL_BONE_MG_CM3",
@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_SCANNER",
     "Truth",
     "synthesize_ldct",
+    "random_training_options",
 ]
 
 # calibration owner: synthetic phantom scans (bmdqct.synthetic.phantom)

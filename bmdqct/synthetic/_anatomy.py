@@ -137,12 +137,23 @@ def _rot(axis, angle):
     return np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * (k @ k)
 
 
-def make_subject(seed: int, *, sex=None, age_years=None, n_rib_pairs=12, scoliosis_deg=0.0,
-                 fracture=None, sclerotic=None, densities=None) -> Subject:
-    """Draw a subject. `densities` maps every level in MODEL_LEVELS to mg/cm³ (or None: random)."""
+def subject_streams(seed: int) -> dict:
+    """Independent random streams (SeedSequence) of a subject seed, by purpose."""
     root = np.random.SeedSequence(int(seed))
-    names = ("anatomy", "lungs", "bowel", "texture", "noise", "calcification", "scan", "density")
-    streams = dict(zip(names, root.spawn(len(names))))
+    # streams appended to this tuple never change the ones before them
+    names = ("anatomy", "lungs", "bowel", "texture", "noise", "calcification", "scan", "density",
+             "appearance", "discs")
+    return dict(zip(names, root.spawn(len(names))))
+
+
+def make_subject(seed: int, *, sex=None, age_years=None, n_rib_pairs=12, scoliosis_deg=0.0,
+                 fracture=None, sclerotic=None, densities=None, disc_height_sd=0.0) -> Subject:
+    """Draw a subject. `densities` maps every level in MODEL_LEVELS to mg/cm³ (or None: random).
+
+    `disc_height_sd` (relative SD, 0 = reference heights) varies the height of each disc
+    independently (degenerated narrow discs and tall ones), drawn from the ``"discs"`` stream.
+    """
+    streams = subject_streams(seed)
     rng = np.random.default_rng(streams["anatomy"])
 
     # --- who ------------------------------------------------------------------------
@@ -176,6 +187,10 @@ def make_subject(seed: int, *, sex=None, age_years=None, n_rib_pairs=12, scolios
 
     # --- vertebral bodies, stacked along the arc length ----------------------------------
     length_scale = size * (1.02 if sex == "M" else 0.98)
+    disc_factor = np.ones(len(MODEL_LEVELS))
+    if disc_height_sd > 0:
+        z_disc = np.random.default_rng(streams["discs"]).standard_normal(len(MODEL_LEVELS))
+        disc_factor = np.clip(np.exp(disc_height_sd * z_disc - 0.5 * disc_height_sd ** 2), 0.45, 1.8)
     sizes = {}
     s_top = 0.0
     tops = {}
@@ -185,6 +200,8 @@ def make_subject(seed: int, *, sex=None, age_years=None, n_rib_pairs=12, scolios
         w *= size * width_var ** 0.3 * level_size_noise[i, 1]
         d *= size * level_size_noise[i, 2]
         disc *= length_scale * disc_age
+        if disc_height_sd > 0:
+            disc *= float(disc_factor[i])
         sizes[name] = (h, w, d, disc)
         tops[name] = s_top
         s_top += h + disc

@@ -406,6 +406,11 @@ class Organs:
                 ps.append([x + side * (0.5 * w + rad * 0.55), y - 0.05 * d, z, rad * k])
                 ql.append([x + side * (0.5 * w + 36.0 * k), y + 0.5 * d + 12.0 * k, z, (8.0 + rad * 0.35) * k])
             ps, ql = np.array(ps), np.array(ql)
+            fp = float(r.appearance["fat_planes"])
+            if fp > 0:  # fat sheaths: retroperitoneal fat outlining the muscles
+                sheath = 0.8 + 3.0 * fp
+                r.tube(ps[:, :3], ps[:, 3] + sheath, t["fat"], region="abdomen", n_out=16)
+                r.tube(ql[1:, :3], ql[1:, 3] + 0.6 * sheath, t["fat"], region="abdomen", n_out=12)
             r.tube(ps[:, :3], ps[:, 3], t["muscle"], n_out=16)
             r.tube(ql[1:, :3], ql[1:, 3], t["muscle"], n_out=12)
         # colon (with gas) and small-bowel loops

@@ -24,6 +24,7 @@ from ._raster import (
     paint,
     smooth_polyline,
 )
+from ._appearance import classic_appearance
 from ._torso import N_THETA, THETA, Torso
 from ..levels import level_id
 
@@ -50,13 +51,15 @@ def _frame_from_axis(axis, hint=(0.0, 0.0, 1.0)):
 class Renderer:
     """Holds the subject, grid, output arrays and the patient->world mapping."""
 
-    def __init__(self, subject, grid: Grid, *, kvp, a_hu, b_hu, texture_hu, labels=True):
+    def __init__(self, subject, grid: Grid, *, kvp, a_hu, b_hu, texture_hu, labels=True, appearance=None):
         self.s = subject
         self.g = grid
         self.kvp = kvp
         self.a = float(a_hu)
         self.b = float(b_hu)
         self.texture_hu = float(texture_hu)
+        #: resolved appearance options (see bmdqct.synthetic._appearance); classic by default
+        self.appearance = {**classic_appearance(), **(appearance or {})}
         self.tissue = _physics.tissue_table(kvp, a_hu=a_hu, b_hu_per_mg_cm3=b_hu)
         self.torso = Torso(subject)
         self.hu = np.empty(grid.shape, dtype=np.float32)
@@ -243,6 +246,7 @@ class Renderer:
         half_pi = np.float32(0.5)
         scale = np.float32(N_THETA / (2 * np.pi))
         recess = self.s.diaphragm["recess_z"] - 30.0
+        fat_planes = float(self.appearance["fat_planes"])
         for k in range(g.shape[0]):
             z = float(g.z[k])
             yc = float(self.tab["yc"][k])
@@ -332,6 +336,12 @@ class Renderer:
             if f_s is not None:
                 hs = h[ss]
                 hs += f_s * f_mus[ss] * (muscle - hs)
+                if fat_planes > 0:  # prevertebral / paravertebral fat hugging the body
+                    pxs, pys = px2[self._abs(sub, ss)], py2[self._abs(sub, ss)]
+                    e1 = np.sqrt(((pxs - xs) / (0.5 * wv + 3.0)) ** 2 + ((pys - ys) / (0.5 * dv + 3.0)) ** 2)
+                    f_e1 = np.clip((1.0 - e1) * np.float32(0.5 * wv / g.pixel_mm) + 0.5, 0, 1)
+                    w_ant = np.clip((ys + 0.15 * dv - pys) / (0.2 * dv), 0.0, 1.0)
+                    hs += f_e1 * w_ant * f_mus[ss] * np.float32(0.85 * fat_planes) * (fat - hs)
             self._erector_spinae(h, box, sub, px2, py2, f_mus, xs, ys, wv, dv, z, fat, muscle)
 
     def _erector_spinae(self, h, box, sub, px2, py2, f_mus, xs, ys, wv, dv, z, fat, muscle):
@@ -343,6 +353,8 @@ class Renderer:
         ay = (17.0 + 9.0 * lumbar) * k
         cy = ys + 0.5 * dv + (26.0 + 6.0 * lumbar) * k
         pix = np.float32(self.g.pixel_mm)
+        fp = float(self.appearance["fat_planes"])
+        aging = float(np.clip((s.age_years - 35.0) / 45.0, 0.2, 1.0))
         for side in (-1.0, 1.0):
             cx = xs + side * (0.5 * wv * 0.55 + ax * 0.95)
             rect = self._sub(box, sub, cx - ax - 6, cx + ax + 6, cy - ay - 6, cy + ay + 6)
@@ -352,10 +364,28 @@ class Renderer:
             d = np.sqrt((px - np.float32(cx)) ** 2 + (py - np.float32(cy)) ** 2 * np.float32((ax / ay) ** 2))
             hh = h[rect]
             fm = f_mus[rect]
-            f_ring = np.clip((np.float32(ax + 1.4) - d) / pix + 0.5, 0.0, 1.0) * fm * np.float32(0.7)
-            hh += f_ring * (fat - hh)
+            if fp <= 0:
+                f_ring = np.clip((np.float32(ax + 1.4) - d) / pix + 0.5, 0.0, 1.0) * fm * np.float32(0.7)
+                hh += f_ring * (fat - hh)
+                f_core = np.clip((np.float32(ax) - d) / pix + 0.5, 0.0, 1.0) * fm
+                hh += f_core * (muscle + np.float32(4.0) - hh)
+                continue
+            # fat planes: a wider fat sheath, septa between multifidus, longissimus and
+            # iliocostalis, and fatty infiltration of the muscle growing with age
+            f_ring = np.clip((np.float32(ax + 1.4 + 1.2 * fp) - d) / pix + 0.5, 0.0, 1.0) * fm
+            hh += f_ring * np.float32(0.7) * (fat - hh)
             f_core = np.clip((np.float32(ax) - d) / pix + 0.5, 0.0, 1.0) * fm
-            hh += f_core * (muscle + np.float32(4.0) - hh)
+            core = muscle + np.float32(4.0) + np.float32(fp * aging * 0.35) * (fat - muscle)
+            hh += f_core * (core - hh)
+            # septa run antero-posteriorly, fanning out backward, gently wavy
+            half = np.float32(0.25 + 0.7 * fp)
+            dy = py - np.float32(cy)
+            for rel, slant, phase in ((-0.3, 0.15, 0.0), (0.4, 0.35, 1.7)):
+                xsep = np.float32(cx + side * rel * ax) + np.float32(side * slant) * dy \
+                    + np.float32(1.2) * np.sin(dy / np.float32(6.0) + np.float32(phase + z / 23.0))
+                f_sep = np.clip((half - np.abs(px - xsep)) / pix + 0.5, 0.0, 1.0) * f_core
+                f_sep *= np.clip((np.float32(0.9 * ax) - d) / pix + 0.5, 0.0, 1.0)
+                hh += f_sep * np.float32(0.6) * (fat - hh)
 
     def _sub(self, box, sub, xmin, xmax, ymin, ymax):
         """Slices relative to `sub` (itself relative to the crop `box`) for a patient rectangle."""

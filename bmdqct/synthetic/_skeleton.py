@@ -14,7 +14,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from . import _physics
+from . import _appearance, _physics
 from ._anatomy import MODEL_LEVELS, _RIB_SHAPE
 from ._raster import _local, coverage, paint
 from ._render import _PE_SHELL_MG_CM3, _RIB_SHELL_MG_CM3, _SHELL_MG_CM3, _unit
@@ -32,25 +32,42 @@ def _kind(name):
 
 
 def body_sd(U, V, W, *, height, width, depth, wedge=0.0, concavity=1.2, waist=0.06,
-            bulge=0.0, flat_back=True, grow=0.0, components=False):
+            bulge=0.0, flat_back=True, grow=0.0, components=False, post_concave=0.0, tilt=0.0,
+            taper=0.0, asym=0.0, n_ant=2.4):
     """Signed distance (mm) of a vertebral body or disc in local coordinates; plus a flag
     array telling whether the endplate (u) term is the active one (or, with
-    ``components=True``, the wall and endplate distances separately)."""
+    ``components=True``, the wall and endplate distances separately).
+
+    Irregular shapes: `post_concave` bows the posterior wall forward in the middle
+    (fraction of the posterior half-depth), `tilt` makes one side taller than the other
+    (fraction of the half-height per half-width, coronal wedge), `taper` widens the body
+    toward one endplate, `asym` widens one side, `n_ant` is the superellipse exponent of
+    the anterior outline (2 round, larger boxier).
+    """
     half_h = np.float32(0.5 * height)
     uu = np.clip(U / half_h, -1.5, 1.5)
     wst = 1.0 - np.float32(waist) * (1.0 - np.clip(uu * uu, 0.0, 1.0))
     if bulge:
         wst = wst + np.float32(bulge) * (1.0 - np.clip(uu * uu, 0.0, 1.0))
     aw = np.float32(0.5 * width) * wst
+    if taper:
+        aw = aw * (1.0 + np.float32(taper) * np.clip(uu, -1.0, 1.0))
+    if asym:
+        aw = aw * np.where(W > 0, np.float32(1.0 + asym), np.float32(1.0 - asym))
     ant = V < 0
     av = np.where(ant, np.float32(0.55 * depth) * wst, np.float32(0.45 * depth))
-    n = np.where(ant, np.float32(2.4), np.float32(4.0 if flat_back else 2.6))
+    if post_concave:
+        q = np.clip((W / aw) ** 2, 0.0, 1.0)
+        av = np.where(ant, av, np.float32(0.45 * depth) * (1.0 - np.float32(post_concave) * (1.0 - q)))
+    n = np.where(ant, np.float32(n_ant), np.float32(4.0 if flat_back else 2.6))
     g = (np.abs(W / aw) ** n + np.abs(V / av) ** n) ** (1.0 / n)
     rr = np.sqrt(W * W + V * V)
     sd_xy = rr * (1.0 - 1.0 / np.maximum(g, np.float32(_EPS)))
     rho2 = np.clip(g, 0.0, 1.0) ** 2
     ramp = np.clip(0.5 - V / np.float32(depth), 0.0, 1.0)
     hl = half_h * (1.0 - np.float32(wedge) * ramp) + np.float32(grow) * ramp
+    if tilt:
+        hl = hl * (1.0 + np.float32(tilt) * np.clip(W / np.float32(0.5 * width), -1.0, 1.0))
     conc = np.float32(concavity + 2.5 * wedge) * (1.0 - rho2)
     sd_u = np.abs(U) - (hl - conc)
     if components:
@@ -72,6 +89,20 @@ class Skeleton:
         self.s = renderer.s
         self.g = renderer.g
         self.rng_calc = np.random.default_rng(self.s.streams["calcification"])
+        self.ap = renderer.appearance
+        self._looks = {}
+
+    def look(self, name):
+        """Appearance of a body (:class:`~bmdqct.synthetic._appearance.LevelLook`), cached."""
+        if name not in self._looks:
+            self._looks[name] = _appearance.level_look(self.s, name, self.ap)
+        return self._looks[name]
+
+    def body_shape(self, name):
+        """Keyword arguments of :func:`body_sd` for body `name` (its irregular shape included)."""
+        v, look = self.s.vertebrae[name], self.look(name)
+        return dict(height=v.height_mm, width=v.width_mm, depth=v.depth_mm, wedge=v.wedge + look.wedge,
+                    **look.shape)
 
     # -- helpers -------------------------------------------------------------------------
     def _world_frame(self, v):
@@ -91,13 +122,14 @@ class Skeleton:
     def _box(self, c, half):
         return self.g.box(c - half, c + half)
 
-    def _texture(self, name, shape):
+    def _texture(self, name, shape, fwhm_mm=TEXTURE_FWHM_MM, key=()):
+        """Unit-SD Gaussian random field of granularity `fwhm_mm` (z, y, x) on a body's box."""
         seq = self.s.streams["texture"]
         ss = np.random.SeedSequence(entropy=seq.entropy,
-                                    spawn_key=tuple(seq.spawn_key) + (MODEL_LEVELS.index(name),))
+                                    spawn_key=tuple(seq.spawn_key) + (MODEL_LEVELS.index(name),) + tuple(key))
         rng = np.random.default_rng(ss)
         field = rng.standard_normal(shape, dtype=np.float32)
-        sigma = _physics.psf_sigma_voxels(TEXTURE_FWHM_MM, self.g.spacing)
+        sigma = _physics.psf_sigma_voxels(fwhm_mm, self.g.spacing)
         field = ndimage.gaussian_filter(field, sigma, mode="nearest", truncate=3.0)
         sd = float(field.std())
         if sd > 0:
@@ -145,24 +177,48 @@ class Skeleton:
             return
         z, y, x = self.g.coords(box)
         U, V, W = _local(z, y, x, c, fr)
-        grow = 0.5 * (vu.wedge * vu.height_mm + vl.wedge * vl.height_mm)
-        sd, on_u, gval = body_sd(U, V, W, height=thick + 3.0, width=width, depth=depth,
+        lu, ll = self.look(upper), self.look(lower)
+        grow = 0.5 * ((vu.wedge + lu.wedge) * vu.height_mm + (vl.wedge + ll.wedge) * vl.height_mm)
+        # the disc overlaps both bodies (painted over it) by 1.5 mm, more where an irregular
+        # endplate retreats further, so no gap opens between a disc and its bodies
+        extra = 2.0 * max(lu.height_loss_mm, ll.height_loss_mm)
+        sd, on_u, gval = body_sd(U, V, W, height=thick + 3.0 + extra, width=width, depth=depth,
                                  concavity=0.0, waist=0.0, bulge=0.05, grow=grow)
         nz2 = np.where(on_u, np.float32(fr[0][2] ** 2), np.float32(0.5 * (fr[1][2] ** 2 + fr[2][2] ** 2)))
         f = coverage(sd, self.g.ramp_width(nz2))
         t = r.tissue
         value = np.float32(t["disc"] - 15.0) + np.float32(28.0) * np.clip(gval, 0, 1) ** 2
         paint(r.hu, box, f, value)
-        # vacuum phenomenon (gas) in some degenerated lower discs of older subjects
+        # vacuum phenomenon (gas) in some degenerated discs: by default lower discs of
+        # older subjects; with vacuum_disc_rate, any disc from T4 down at that rate
         li = MODEL_LEVELS.index(lower)
-        if s.age_years > 58 and li >= MODEL_LEVELS.index("T10"):
-            u = np.random.default_rng([s.seed, li, 7]).random(3)
-            if u[0] < 0.02 * (s.age_years - 55):
-                q = (W / np.float32(0.12 * width * (0.7 + 0.5 * u[1]))) ** 2 + \
-                    ((V + np.float32(0.15 * depth)) / np.float32(0.1 * depth)) ** 2 + \
-                    (U / np.float32(max(0.18 * thick, 0.8))) ** 2
-                fg = np.clip((1.0 - q) * 2.0, 0.0, 1.0) * f
-                paint(r.hu, box, fg, np.float32(-850.0))
+        rate = self.ap["vacuum_disc_rate"]
+        if rate is None:
+            if s.age_years > 58 and li >= MODEL_LEVELS.index("T10"):
+                u = np.random.default_rng([s.seed, li, 7]).random(3)
+                if u[0] < 0.02 * (s.age_years - 55):
+                    q = (W / np.float32(0.12 * width * (0.7 + 0.5 * u[1]))) ** 2 + \
+                        ((V + np.float32(0.15 * depth)) / np.float32(0.1 * depth)) ** 2 + \
+                        (U / np.float32(max(0.18 * thick, 0.8))) ** 2
+                    fg = np.clip((1.0 - q) * 2.0, 0.0, 1.0) * f
+                    paint(r.hu, box, fg, np.float32(-850.0))
+        elif li >= MODEL_LEVELS.index("T4"):
+            u = np.random.default_rng([s.seed, li, 7]).random(6)
+            if u[0] < rate:
+                self._vacuum(box, U, V, W, f, width, depth, thick, u)
+
+    def _vacuum(self, box, U, V, W, f, width, depth, thick, u):
+        """Gas in a disc: a central collection or a thin horizontal cleft (nitrogen, -500..-900 HU)."""
+        if u[1] < 0.5:  # rounded collection in the anterior-central nucleus
+            q = (W / np.float32(0.12 * width * (0.7 + 0.8 * u[2]))) ** 2 + \
+                ((V + np.float32((0.05 + 0.2 * u[3]) * depth)) / np.float32((0.08 + 0.08 * u[4]) * depth)) ** 2 + \
+                (U / np.float32(max(0.2 * thick, 0.8))) ** 2
+        else:  # linear cleft across much of the disc
+            q = (W / np.float32((0.2 + 0.2 * u[2]) * width)) ** 2 + \
+                ((V + np.float32(0.1 * depth)) / np.float32((0.15 + 0.15 * u[3]) * depth)) ** 2 + \
+                (U / np.float32(max(0.12 * thick, 0.5))) ** 2
+        fg = np.clip((1.0 - q) * 2.0, 0.0, 1.0) * f
+        paint(self.r.hu, box, fg, np.float32(-900.0 + 350.0 * u[5]))
 
     def _canal(self, name):
         r, v = self.r, self.s.vertebrae[name]
@@ -186,16 +242,18 @@ class Skeleton:
     def _body(self, name):
         r, s = self.r, self.s
         v = s.vertebrae[name]
+        look = self.look(name)
         c, fr = self._world_frame(v)
         half = np.array([0.5 * v.width_mm + 4, 0.55 * v.depth_mm + 4, 0.5 * v.height_mm + 5.0])
+        if look.shape:  # room for a tapered, asymmetric or tilted body
+            half = half + np.array([0.1 * v.width_mm, 0.05 * v.depth_mm, 0.1 * v.height_mm])
         ext = np.abs(fr.T) @ half[[2, 1, 0]]
         box = self._box(c, ext)
         if box is None:
             return
         z, y, x = self.g.coords(box)
         U, V, W = _local(z, y, x, c, fr)
-        sd_xy, sd_u, _ = body_sd(U, V, W, height=v.height_mm, width=v.width_mm, depth=v.depth_mm,
-                                 wedge=v.wedge, components=True)
+        sd_xy, sd_u, _ = body_sd(U, V, W, components=True, **self.body_shape(name))
         sd = np.maximum(sd_xy, sd_u)
         on_u = sd_u > sd_xy
         nz2 = np.where(on_u, np.float32(fr[0][2] ** 2), np.float32(0.5 * (fr[1][2] ** 2 + fr[2][2] ** 2)))
@@ -203,10 +261,21 @@ class Skeleton:
         f_out = coverage(sd, width)
         if not np.any(f_out):
             return
-        paint(r.hu, box, f_out, r.bone(_SHELL_MG_CM3))
-        # thin side walls, thicker endplates
-        wall = np.float32(v.shell_mm)
-        endplate = np.float32(v.shell_mm + 0.45)
+        if look.classic:
+            paint(r.hu, box, f_out, r.bone(_SHELL_MG_CM3))
+            # thin side walls, thicker endplates
+            wall = np.float32(v.shell_mm)
+            endplate = np.float32(v.shell_mm + 0.45)
+        else:
+            wall, wall_rho = _appearance.wall_fields(look, U, V, W, 0.5 * v.height_mm)
+            endplate, ep_rho = _appearance.endplate_fields(look, U)
+            # shell density: the endplate's where the endplate layer is the inner one
+            t_ep = np.clip(((sd_u + endplate) - (sd_xy + wall)) / np.float32(0.6) + 0.5, 0.0, 1.0)
+            rho_out = wall_rho + t_ep * (ep_rho - wall_rho)
+            if look.wall_variation > 0:  # mottled shell and endplates (outside the trabecular truth)
+                grain = self._texture(name, sd.shape, (3.0, 3.0, 3.0), key=(2,))
+                rho_out = rho_out * np.clip(1.0 + np.float32(0.3 * look.wall_variation) * grain, 0.4, 1.8)
+            paint(r.hu, box, f_out, r.bone(rho_out.astype(np.float32)))
         sd_in = np.maximum(sd_xy + wall, sd_u + endplate)
         f_in = coverage(sd_in, width)
         # basivertebral vein: posterior-central channel to the posterior wall
@@ -224,11 +293,10 @@ class Skeleton:
                            + (W - np.float32(o[2])) ** 2)
             sd_scl = dist - rad
         trab = (sd_in < 0) & (sd_vein > 0) & (sd_scl > 0)
-        tex = np.zeros_like(sd)
-        if r.texture_hu > 0 and np.any(trab):
-            tex = self._texture(name, sd.shape)
-            tex *= np.float32(r.texture_hu)
-            tex -= np.float32(tex[trab].mean())  # exactly zero-mean over the true trabecular interior
+        sd_isl = _appearance.islands_sd(look.islands, U, V, W)  # focal fatty marrow, not trabecular truth
+        if sd_isl is not None:
+            trab &= sd_isl > 0
+        tex = self._body_texture(name, sd.shape, trab)
         value = np.float32(r.bone(v.density_mg_cm3)) + tex
         paint(r.hu, box, f_in, value)
         pix = np.float32(self.g.pixel_mm)
@@ -236,7 +304,16 @@ class Skeleton:
         paint(r.hu, box, f_vein, r.tissue["blood"])
         if scl is not None and scl["level"] == name:
             paint(r.hu, box, coverage(sd_scl, pix) * f_in, r.bone(scl["density_mg_cm3"]))
-        self._osteophytes(v, c, fr)
+        if sd_isl is not None:
+            for island in look.islands:
+                one = _appearance.islands_sd([island], U, V, W)
+                fat_fraction = island[2]
+                marrow = (1.0 - fat_fraction) * r.bone(v.density_mg_cm3) + fat_fraction * r.tissue["fat"]
+                paint(r.hu, box, coverage(one, pix) * f_in, np.float32(marrow))
+        if self.ap["osteophytes"] is None:
+            self._osteophytes(v, c, fr)
+        else:
+            self._rims(v, look)
         if r.want_labels:
             ident = level_id(name)
             inside = sd < 0
@@ -245,6 +322,53 @@ class Skeleton:
                 r.classes[box][inside] = segmentation_class(name)
                 r.trabecular[box][trab] = ident
                 r.body_boxes[name] = box
+
+    def _body_texture(self, name, shape, trab):
+        """Zero-mean (over `trab`) trabecular texture in HU: fine grain plus coarse marrow patches."""
+        r = self.r
+        tex = np.zeros(shape, dtype=np.float32)
+        if not np.any(trab):
+            return tex
+        marrow_hu = float(self.ap["marrow_mg_cm3"]) * r.b
+        if r.texture_hu > 0:
+            scale = float(self.ap["texture_scale_mm"])
+            fwhm = TEXTURE_FWHM_MM if scale == _appearance.CLASSIC_TEXTURE_SCALE_MM else (
+                scale * 5.0 / 3.0, scale, scale)
+            tex = self._texture(name, shape, fwhm)
+            tex *= np.float32(r.texture_hu)
+        if marrow_hu > 0:
+            patches = _appearance.patchy(self._texture(name, shape, _appearance.MARROW_FWHM_MM, key=(1,)))
+            tex += patches * np.float32(marrow_hu)
+        if r.texture_hu > 0 or marrow_hu > 0:
+            tex -= np.float32(tex[trab].mean())  # exactly zero-mean over the true trabecular interior
+        return tex
+
+    def _rims(self, v, look):
+        """Marginal osteophyte rims: solid bony lips along part of an endplate margin, growing
+        outward and toward the disc from the body's corner (not part of the body mask)."""
+        r = self.r
+        if not look.rims:
+            return
+        n_ant = look.shape.get("n_ant", 2.4)
+        value = r.bone(0.5 * (_PE_SHELL_MG_CM3 + v.density_mg_cm3))
+        for end, centre, span, protrusion in look.rims:
+            th = np.linspace(centre - 0.5 * span, centre + 0.5 * span, max(4, int(span * 5) + 1))
+            cos_t, sin_t = np.cos(th), np.sin(th)
+            # the endplate margin: superellipse outline, anterior (v < 0) or posterior half
+            aw, av = 0.5 * v.width_mm, np.where(cos_t >= 0, 0.55, 0.45) * v.depth_mm
+            wv = aw * np.sign(sin_t) * np.abs(sin_t) ** (2.0 / n_ant)
+            vv = -av * np.sign(cos_t) * np.abs(cos_t) ** (2.0 / n_ant)
+            grow = np.sin(np.linspace(0.0, np.pi, th.size)) ** 0.6  # lips are largest mid-arc
+            p = protrusion * grow
+            radial = np.stack([vv, wv], 1)
+            radial /= np.maximum(np.linalg.norm(radial, axis=1, keepdims=True), 1e-6)
+            out = 0.3 * p
+            lift = 0.5 * v.height_mm - 0.6 + 0.35 * p
+            pts = (v.center[None, :] + v.frame[0][None, :] * (end * lift)[:, None]
+                   + v.frame[1][None, :] * (vv + radial[:, 0] * out)[:, None]
+                   + v.frame[2][None, :] * (wv + radial[:, 1] * out)[:, None])
+            radii = np.stack([0.7 + 0.45 * p, 0.7 + 0.45 * p], 1)
+            r.tube(pts, radii, value, e1=np.tile(v.frame[0], (len(pts), 1)))
 
     def _osteophytes(self, v, c, fr):
         """Small anterolateral marginal spurs in older subjects (T6-L5)."""
@@ -359,8 +483,7 @@ class Skeleton:
         c, fr = self._world_frame(v)
         z, y, x = self.g.coords(box)
         U, V, W = _local(z, y, x, c, fr)
-        bsd, _, _ = body_sd(U, V, W, height=v.height_mm, width=v.width_mm, depth=v.depth_mm,
-                            wedge=v.wedge)
+        bsd, _, _ = body_sd(U, V, W, **self.body_shape(name))
         keep = np.clip(bsd / np.float32(self.g.pixel_mm) + 0.5, 0.0, 1.0)
         f *= keep
         paint(r.hu, box, f, r.bone(_PE_SHELL_MG_CM3))

@@ -14,14 +14,24 @@ Level names count from the top (C1..C7, T1..T12, L1..L5); transitional anatomy
 is expressed by the number of rib pairs only: 11 pairs -> T12 bears no rib,
 13 pairs -> L1 bears a short rib pair.
 
-Known differences from a real LDCT (compared side by side with LIDC-IDRI-0314):
-organ surfaces are smooth analytic shapes (no lobulation, no fissures, no
-intermuscular fat except around the erector spinae); soft tissues have no
-texture beyond the noise; the noise is stationary (no streaks, no extra noise
-in the shoulders); the arms are always raised (not in the field of view);
-vertebral bodies are more regular (rectangular in sagittal views, a crisp thin
-shell; real bodies have coarser trabecular texture and thicker, brighter
-endplates); no contrast medium, no devices, no lung nodules or emphysema.
+Appearance options (cortex, endplates, trabecular texture scale, marrow patches,
+fatty islands, body shape irregularity, osteophyte rims, disc heights, vacuum discs,
+fat planes, soft-tissue texture, PSF) default to the classic look below; ``None``
+draws them from the seed and :func:`random_training_options` spreads them over
+their full ranges for training (``bmdqct.synthetic._appearance``).
+
+Known differences from a real LDCT (compared side by side with LIDC-IDRI-0314 and
+the TotalSegmentator 3-mm abdomen, ``benchmarks/compare_realism.py``): organ surfaces
+are smooth analytic shapes (no lobulation, no fissures); the paraspinal muscles are
+elliptic bundles; the noise is stationary (no streaks, no extra noise in the
+shoulders); the arms are always raised (not in the field of view); posterior
+elements are uniformly dense capsules (thicker and brighter than real laminae and
+transverse processes); no contrast medium, no devices, no lung nodules or
+emphysema. With the classic defaults the bodies are also more regular than real ones
+(box-like, a crisp uniform shell, a homogeneous interior); the appearance options
+(see :func:`random_training_options`) cover faint thin cortex, thick bright or
+sclerotic endplates, coarse heterogeneous marrow, irregular shapes, osteophytes,
+variable and vacuum discs, fat planes and blurry scans.
 """
 
 from __future__ import annotations
@@ -38,10 +48,10 @@ import numpy as np
 
 from ..levels import SEGMENTATION_CLASSES, level_id
 from ..volume import METADATA_KEYS, CTVolume, LabelVolume
-from . import _physics
-from ._anatomy import MODEL_LEVELS, make_subject
+from . import _appearance, _physics
+from ._anatomy import _BODY_REF, MODEL_LEVELS, make_subject, subject_streams
 
-__all__ = ["Truth", "synthesize_ldct", "DEFAULT_OPTIONS", "DEFAULT_SCANNER"]
+__all__ = ["Truth", "synthesize_ldct", "random_training_options", "DEFAULT_OPTIONS", "DEFAULT_SCANNER"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +81,22 @@ DEFAULT_OPTIONS = {
     "sex": None,
     "age_years": None,
     "texture_mg_cm3": 15.0,
+    # appearance variety (bmdqct.synthetic._appearance); these defaults are the classic look
+    "texture_scale_mm": _appearance.CLASSIC_TEXTURE_SCALE_MM,
+    "marrow_mg_cm3": 0.0,
+    "fat_islands": 0.0,
+    "cortical_mg_cm3": _appearance.CLASSIC_SHELL_MG_CM3,
+    "cortical_mm": None,
+    "cortical_variation": 0.0,
+    "endplate_mg_cm3": _appearance.CLASSIC_SHELL_MG_CM3,
+    "endplate_mm": None,
+    "endplate_sclerosis": 0.0,
+    "shape_irregularity": 0.0,
+    "osteophytes": None,
+    "disc_height_sd": 0.0,
+    "vacuum_disc_rate": None,
+    "fat_planes": 0.0,
+    "soft_texture_hu": 0.0,
     "psf_fwhm_mm": _physics.DEFAULT_PSF_FWHM_MM,
     "nps_peak_cycles_mm": _physics.DEFAULT_NPS_PEAK_CYCLES_MM,
     "padding_hu": _physics.PADDING_HU[0],
@@ -232,8 +258,10 @@ def _resolve(seed, options) -> dict:
     if opt["sex"] not in (None, "F", "M"):
         raise ValueError(f"sex must be 'F', 'M' or None, got {opt['sex']!r}")
     opt["age_years"] = _number("age_years", opt["age_years"], 18.0, 100.0, allow_none=True)
-    opt["texture_mg_cm3"] = _number("texture_mg_cm3", opt["texture_mg_cm3"], 0.0, 100.0)
-    opt["psf_fwhm_mm"] = _number("psf_fwhm_mm", opt["psf_fwhm_mm"], 0.0, 10.0)
+    opt["texture_mg_cm3"] = _number("texture_mg_cm3", opt["texture_mg_cm3"], 0.0, 100.0, allow_none=True)
+    for name, (_, (lo, hi), _) in _appearance.APPEARANCE_OPTIONS.items():
+        opt[name] = _number(name, opt[name], lo, hi, allow_none=True)
+    opt["psf_fwhm_mm"] = _number("psf_fwhm_mm", opt["psf_fwhm_mm"], 0.0, 10.0, allow_none=True)
     opt["nps_peak_cycles_mm"] = _number("nps_peak_cycles_mm", opt["nps_peak_cycles_mm"], 0.01, 5.0)
     opt["padding_hu"] = _number("padding_hu", opt["padding_hu"], -5000.0, -1000.0, allow_none=True)
     scanner = opt["scanner"]
@@ -324,10 +352,60 @@ def synthesize_ldct(seed: int, **options) -> tuple[CTVolume, Truth]:
         sex : {"F", "M"}, age_years : float
             Subject characteristics (default from the seed).
         texture_mg_cm3 : float
-            SD of the zero-mean trabecular texture (default 15 mg/cm³; granularity
-            FWHM 1.8 mm in-plane, 3 mm through-plane).
+            SD of the zero-mean trabecular texture (default 15 mg/cm³; None: drawn
+            8-60), 0-100.
+        texture_scale_mm : float
+            Its granularity: in-plane FWHM (default 1.8 mm; through-plane 5/3 of it;
+            None: drawn 1-4 mm), 0.5-8.
+        marrow_mg_cm3 : float
+            SD of coarse, sparse marrow patches (dark fatty ones commoner than bright
+            ones; 5-7.5 mm), added to the texture and zero-mean with it (default 0;
+            None: drawn 0-40), 0-100.
+        fat_islands : float
+            Mean number of focal fatty-marrow islands (2-5 mm, -60..+90 HU) per body,
+            excluded from the trabecular truth like the basivertebral vein (default 0;
+            None: drawn 0-1.5), 0-6.
+        cortical_mg_cm3, cortical_mm : float
+            Density (default 650; None: drawn 250-800), 100-1200, and thickness of
+            the vertebral side walls (default None: the subject's, 0.5-1.1 mm falling
+            with age), 0.2-2.5 mm. Real cortex is often thin and faint (250-800 mg/cm³,
+            0.3-1.2 mm).
+        cortical_variation : float
+            0-1: how much wall density and thickness vary around each body (faint
+            lateral walls, random harmonics, a 3-mm mottle of walls and endplates;
+            default 0; None: drawn).
+        endplate_mg_cm3, endplate_mm : float
+            Density (default 650; None: drawn 300-700), 100-1500, and thickness
+            (default None: wall + 0.45 mm), 0.2-5 mm, of the bony endplates.
+        endplate_sclerosis : float
+            Probability per level of degenerative sclerosis of one or both endplates
+            (0.5-1.5 mm thicker, denser bands; outside the trabecular truth; default 0;
+            None: drawn 0-0.4), 0-1.
+        shape_irregularity : float
+            0-1: how far bodies depart from the regular template (concave sides and
+            posterior wall, physiological and lateral wedging, taper, asymmetry,
+            rounder or boxier fronts, deeper endplate cups, per-level wall jitter;
+            default 0; None: drawn). Body masks follow the shape exactly.
+        osteophytes : float
+            Probability per level of marginal osteophyte rims (bony lips on the
+            anterior and lateral endplate margins, not part of the body mask;
+            default None: small spurs by age), 0-1.
+        disc_height_sd : float
+            Relative SD of each disc's height (narrow degenerated and tall discs;
+            moves the bodies; default 0; None: drawn 0-0.3), 0-0.5.
+        vacuum_disc_rate : float
+            Probability per disc (T3/T4 down) of gas in the disc: a nucleus collection
+            or a cleft (default None: lower discs of older subjects by age), 0-1.
+        fat_planes : float
+            0-1: psoas and diaphragmatic crura wrapped in fat, prevertebral fat and
+            fat septa and fatty infiltration of the paraspinal muscles (default 0;
+            None: drawn).
+        soft_texture_hu : float
+            SD of a smooth (5 mm) texture of fat and muscle around the spine (default 0;
+            None: drawn 0-20 HU), 0-60.
         psf_fwhm_mm, nps_peak_cycles_mm : float
-            In-plane PSF FWHM (default 1.1 mm) and noise-power peak (0.3 cycles/mm).
+            In-plane PSF FWHM (default 1.1 mm; None: drawn 0.7-2.5; blurry scans up to
+            3 mm and more), 0-10, and noise-power peak (0.3 cycles/mm).
         padding_hu : float or None
             Value outside the reconstruction circle (default -2048; None: no padding).
         scanner : dict
@@ -342,6 +420,15 @@ def synthesize_ldct(seed: int, **options) -> tuple[CTVolume, Truth]:
     volume : CTVolume
         Canonical (S, P, L) float32 HU volume with scanner metadata.
     truth : Truth
+
+    Notes
+    -----
+    Whatever the appearance options, the truth stays exact: body masks are where the
+    bodies are, the trabecular mask excludes the shell, endplates, vein and focal
+    lesions, and every texture is exactly zero-mean over it, so
+    ``truth.density_mg_cm3`` is the mean trabecular mineral of each body. The
+    defaults give the classic look; :func:`random_training_options` spreads every
+    option over its range for training segmentation networks.
 
     Raises
     ------
@@ -358,16 +445,18 @@ def synthesize_ldct(seed: int, **options) -> tuple[CTVolume, Truth]:
     (('S', 'P', 'L'), True, 120.0)
     """
     from ._organs import Organs
-    from ._raster import Grid
     from ._render import Renderer
     from ._skeleton import Skeleton
+    from ._soft import SoftTissue
 
     opt = _resolve(seed, options)
     seed = int(seed)
+    opt.update(_appearance.draw_appearance(opt, subject_streams(seed)["appearance"]))
     densities = _densities(MODEL_LEVELS, opt["density_mg_cm3"])
     subject = make_subject(seed, sex=opt["sex"], age_years=opt["age_years"],
                            n_rib_pairs=opt["n_rib_pairs"], scoliosis_deg=opt["scoliosis_deg"],
-                           fracture=opt["fracture"], sclerotic=opt["sclerotic"], densities=densities)
+                           fracture=opt["fracture"], sclerotic=opt["sclerotic"], densities=densities,
+                           disc_height_sd=opt["disc_height_sd"])
     scan_rng = np.random.default_rng(subject.streams["scan"])
     scan_u = scan_rng.random(4)
     kvp = opt["kvp"]
@@ -380,9 +469,13 @@ def synthesize_ldct(seed: int, **options) -> tuple[CTVolume, Truth]:
     grid = _make_grid(subject, opt)
     thickness = opt["slice_thickness_mm"] or opt["slice_mm"]
     renderer = Renderer(subject, grid, kvp=kvp, a_hu=a_hu, b_hu=b_hu,
-                        texture_hu=opt["texture_mg_cm3"] * b_hu, labels=opt["labels"])
+                        texture_hu=opt["texture_mg_cm3"] * b_hu, labels=opt["labels"],
+                        appearance={name: opt[name] for name in _appearance.APPEARANCE_OPTIONS})
     renderer.torso_pass()
+    soft = SoftTissue(renderer)
+    soft.crura()
     Organs(renderer).render()
+    soft.texture()
     skeleton = Skeleton(renderer)
     skeleton.spine()
     skeleton.ribs()
@@ -413,6 +506,138 @@ def synthesize_ldct(seed: int, **options) -> tuple[CTVolume, Truth]:
     volume = CTVolume(hu, affine, metadata=metadata)
     truth = _truth(renderer, subject, affine, seed, resolved, a_hu, b_hu, noise_hu, kvp)
     return volume, truth
+
+
+# ---------------------------------------------------------------------------
+# training options
+# ---------------------------------------------------------------------------
+
+_TRAIN_CRANIAL = ("C6", "C7", "T1", "T2", "T3", "T4", "T5")
+_TRAIN_CAUDAL = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+_TRAIN_CAUDAL_P = (0.1, 0.1, 0.15, 0.2, 0.15, 0.15, 0.15)
+_TRAIN_SLICES_MM = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+_TRAIN_KVP = (80.0, 100.0, 110.0, 120.0, 120.0, 120.0, 130.0, 140.0)
+#: Largest grid (voxels) a training scan may have; the cranial end moves down to fit.
+TRAIN_MAX_VOXELS = 12_000_000
+
+
+def random_training_options(rng=None) -> dict:
+    """Draw diverse options of :func:`synthesize_ldct` for training a segmentation network.
+
+    Every draw spreads over the range met in real chest and abdomen CT, so that a
+    network trained on ``synthesize_ldct(seed, **random_training_options(rng))`` for many
+    seeds sees the appearance variety of real bone and soft tissue, not one look.
+
+    Parameters
+    ----------
+    rng : int, numpy.random.Generator or None
+        Random source (``numpy.random.default_rng(rng)``).
+
+    Returns
+    -------
+    dict
+        Options for :func:`synthesize_ldct` (a new dict; all values explicit except
+        ``density_mg_cm3``, ``age_years`` and ``slice_thickness_mm`` where None is
+        drawn, and ``fracture``/``sclerotic`` when absent).
+
+    Notes
+    -----
+    What is drawn:
+
+    * scan range: `cranial` C6-T5; `caudal` T11-L5 (35 % of scans end above L2:
+      T11, T12 or L1), `margin_mm` 4-30 mm, or -12-0 mm (the scan cuts through the
+      last body) in 15 %;
+    * grid: `pixel_mm` 0.7-1.0 (35 %), 1.0-2.0 (40 %) or 2.0-3.0 mm (25 %), `shape`
+      covering a 360-440 mm field of view, `slice_mm` 1-3 mm, a reconstructed
+      thickness up to twice the spacing in 30 %; the cranial end moves down until the
+      grid holds at most :data:`TRAIN_MAX_VOXELS` voxels (keeps the mean cost near 1-2 s);
+    * physics: `kvp` 80-140, `noise_hu` 8-60 (log-uniform), NPS peak 0.15-0.45
+      cycles/mm, `psf_fwhm_mm` 0.6-1.5 (60 %) or 1.5-3.0 mm (40 %, blurry scans);
+    * subject: densities from the population (50 %) or one value 30-240 mg/cm³,
+      age 60-90 in 40 % (else drawn 45-80), 11 or 13 rib pairs in 7 % each, a fracture
+      in 10 % and a sclerotic focus in 8 % (on a level inside the scan), scoliosis
+      2-25 degrees in 30 %;
+    * appearance over its full range: cortex 250-800 mg/cm³ and 0.3-1.2 mm (skewed
+      toward faint and thin), variation 0-1; endplates 300-700 mg/cm³ and 0.5-2.0 mm
+      (at most 1000 mg/cm³·mm), sclerosis rate 0-0.3; texture 10-60 mg/cm³ at 1-4 mm
+      grain; marrow patches 0-40 mg/cm³; fatty islands 0-2 per body; shape
+      irregularity 0.2-1; osteophyte rate 0-0.6; disc height SD 0-0.3; vacuum-disc
+      rate 0 (50 %) or 0-0.25; fat planes 0-1; soft-tissue texture 0-15 HU.
+
+    Because of the voxel cap, fine grids (0.7-1.0 mm pixels) cover shorter ranges, mostly the
+    lower thoracic and lumbar spine; coarser grids cover the whole range.
+
+    Examples
+    --------
+    >>> opts = random_training_options(3)
+    >>> opts == random_training_options(3), opts["caudal"] in ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+    (True, True)
+    >>> 0.7 <= opts["pixel_mm"] <= 3.0 and 340 <= opts["shape"][0] * opts["pixel_mm"] <= 460
+    True
+    """
+    rng = np.random.default_rng(rng)
+    cranial = str(rng.choice(_TRAIN_CRANIAL))
+    caudal = str(rng.choice(_TRAIN_CAUDAL, p=_TRAIN_CAUDAL_P))
+    margin = float(rng.uniform(-12.0, 0.0)) if rng.random() < 0.15 else float(rng.uniform(4.0, 30.0))
+    r = rng.random()
+    pixel = float(rng.uniform(0.7, 1.0) if r < 0.35 else (rng.uniform(1.0, 2.0) if r < 0.75
+                                                           else rng.uniform(2.0, 3.0)))
+    n = int(np.clip(round(float(rng.uniform(360.0, 440.0)) / pixel), 64, 640))
+    slice_mm = float(rng.choice(_TRAIN_SLICES_MM))
+    thickness = round(min(5.0, slice_mm * float(rng.uniform(1.0, 2.0))), 3) if rng.random() < 0.3 else None
+    # keep the grid cheap: move the cranial end down (never closer than 2 levels to the
+    # caudal end), then use thicker slices
+    def voxels():
+        first, last = MODEL_LEVELS.index(cranial), MODEL_LEVELS.index(caudal)
+        length = sum(_BODY_REF[lv][0] + _BODY_REF[lv][3] for lv in MODEL_LEVELS[first:last + 1])
+        return (1.1 * length + 2 * margin) / slice_mm * n * n
+
+    while (voxels() > TRAIN_MAX_VOXELS and cranial != _CRANIAL_CHOICES[-1]
+           and MODEL_LEVELS.index(cranial) < MODEL_LEVELS.index(caudal) - 2):
+        cranial = MODEL_LEVELS[MODEL_LEVELS.index(cranial) + 1]
+    while voxels() > TRAIN_MAX_VOXELS and slice_mm < _TRAIN_SLICES_MM[-1]:
+        slice_mm = _TRAIN_SLICES_MM[_TRAIN_SLICES_MM.index(slice_mm) + 1]
+    in_scan = [lv for lv in MODEL_LEVELS[MODEL_LEVELS.index(cranial):MODEL_LEVELS.index(caudal) + 1]
+               if lv in _ANOMALY_CHOICES]
+    opts = {
+        "cranial": cranial, "caudal": caudal, "margin_mm": round(margin, 2),
+        "shape": (n, n), "pixel_mm": round(pixel, 4), "slice_mm": slice_mm, "slice_thickness_mm": thickness,
+        "kvp": float(rng.choice(_TRAIN_KVP)),
+        "noise_hu": round(float(np.exp(rng.uniform(math.log(8.0), math.log(60.0)))), 2),
+        "nps_peak_cycles_mm": round(float(rng.uniform(0.15, 0.45)), 3),
+        "psf_fwhm_mm": round(float(rng.uniform(0.6, 1.5) if rng.random() < 0.6 else rng.uniform(1.5, 3.0)), 3),
+        "density_mg_cm3": None if rng.random() < 0.5 else round(float(rng.uniform(30.0, 240.0)), 1),
+        "age_years": round(float(rng.uniform(60.0, 90.0)), 1) if rng.random() < 0.4 else None,
+    }
+    r = rng.random()
+    opts["n_rib_pairs"] = 11 if r < 0.07 else (13 if r < 0.14 else 12)
+    if rng.random() < 0.10 and in_scan:
+        opts["fracture"] = str(rng.choice(in_scan))
+    if rng.random() < 0.08 and in_scan:
+        opts["sclerotic"] = str(rng.choice(in_scan))
+    opts["scoliosis_deg"] = round(float(rng.uniform(2.0, 25.0)), 2) if rng.random() < 0.3 else 0.0
+    u = [float(x) for x in rng.random(17)]
+    opts.update({
+        # faint thin cortex is the commoner look of real scans at 2 mm
+        "cortical_mg_cm3": round(250.0 + 550.0 * u[0] ** 1.5, 1),
+        "cortical_mm": round(0.3 + 0.9 * u[1] ** 1.3, 3),
+        "cortical_variation": round(u[2], 3),
+        # thick endplates are the less dense ones (their areal density stays below ~1000 mg/cm²·mm)
+        "endplate_mg_cm3": round(max(300.0, min(300.0 + 400.0 * u[3], 1000.0 / (0.5 + 1.5 * u[4]))), 1),
+        "endplate_mm": round(0.5 + 1.5 * u[4], 3),
+        "endplate_sclerosis": round(0.3 * u[5] ** 1.5, 3),
+        "texture_mg_cm3": round(10.0 + 50.0 * u[6], 2),
+        "texture_scale_mm": round(1.0 + 3.0 * u[7], 3),
+        "marrow_mg_cm3": round(40.0 * u[8], 2),
+        "fat_islands": round(2.0 * u[9] ** 2, 3),
+        "shape_irregularity": round(0.2 + 0.8 * u[10], 3),
+        "osteophytes": round(0.6 * u[11], 3),
+        "disc_height_sd": round(0.3 * u[12], 3),
+        "vacuum_disc_rate": 0.0 if u[13] < 0.5 else round(0.25 * u[14], 3),
+        "fat_planes": round(u[15], 3),
+        "soft_texture_hu": round(15.0 * u[16], 2),
+    })
+    return opts
 
 
 def _make_grid(subject, opt):
