@@ -123,32 +123,15 @@ def prepare_case(volume, classes: np.ndarray, preset: Preset) -> dict:
 def synthetic_training_scan(seed: int):
     """One randomised synthetic scan for training: ``(CTVolume, classes ndarray)``.
 
-    Randomises the scan's cranial and caudal ends (including scans that stop
-    above L2), grid (0.7-2.0 mm pixels, 1-3 mm slices), kVp, dose, densities,
-    rib count and anomalies, so the network sees what users' scans hold.
+    The options come from :func:`bmdqct.synthetic.random_training_options`:
+    scan ranges from C6–T5 down to T11–L5 (a third stop above L2), grids of
+    0.7–3 mm pixels and 1–3 mm slices, 80–140 kVp, dose, density, rib count,
+    fractures, sclerotic foci, scoliosis, and the appearance of cortex,
+    endplates, trabecular texture, marrow, body shape, discs and soft tissue.
     """
-    from ..synthetic.subject import synthesize_ldct
+    from ..synthetic import random_training_options, synthesize_ldct
 
-    rng = np.random.default_rng([seed, 7])
-    cranial = str(rng.choice(["C6", "C7", "T1", "T2", "T3", "T5"]))
-    caudal = str(rng.choice(["T11", "T12", "L1", "L2", "L3", "L3", "L4", "L5"]))
-    pixel = float(rng.uniform(0.9, 2.0))
-    options = dict(
-        cranial=cranial, caudal=caudal, pixel_mm=pixel,
-        shape=(int(round(400 / pixel)),) * 2,
-        slice_mm=float(rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0])),
-        kvp=float(rng.choice([80.0, 100.0, 120.0, 120.0])),
-        noise_hu=float(rng.uniform(15, 60)),
-        # half the scans: the population's level profile; half: one density, 30-240
-        density_mg_cm3=None if rng.random() < 0.5 else float(rng.uniform(30, 240)),
-        n_rib_pairs=int(rng.choice([11, 12, 12, 12, 12, 12, 12, 13])),
-    )
-    if rng.random() < 0.15:
-        options["fracture"] = str(rng.choice(["T8", "T11", "T12", "L1", "L2"]))
-    if rng.random() < 0.1:
-        options["sclerotic"] = str(rng.choice(["T10", "T12", "L1", "L2"]))
-    if rng.random() < 0.3:
-        options["scoliosis_deg"] = float(rng.uniform(3, 12))
+    options = random_training_options(np.random.default_rng([seed, 7]))
     volume, truth = synthesize_ldct(seed, **options)
     return volume, np.asarray(truth.classes.labels)
 
