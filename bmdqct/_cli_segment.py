@@ -13,6 +13,9 @@ def register(commands, common) -> None:
     seg.add_argument("input", help="DICOM folder or file, NIfTI, MHA/MHD or NRRD")
     seg.add_argument("-o", "--output", required=True, help="output folder")
     seg.add_argument("--model", help="model .keras file (default: the shipped weights)")
+    seg.add_argument("--no-order", action="store_true",
+                     help="keep the network's per-voxel classes (skip the decoder that makes "
+                          "T1-T6, T7-T12, L1-L2 follow each other down the spine)")
     seg.set_defaults(func=_run_segment)
 
     train = commands.add_parser(
@@ -37,6 +40,8 @@ def register(commands, common) -> None:
     train.add_argument("--batch-size", type=int, default=2)
     train.add_argument("--learning-rate", type=float, default=1e-4)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--init", default=None, metavar="MODEL",
+                       help="start from this model's weights (fine-tuning; same preset)")
     train.add_argument("--no-resume", action="store_true", help="start afresh")
     train.set_defaults(func=_run_train)
 
@@ -47,7 +52,7 @@ def _run_segment(args) -> int:
     from .volume import CTVolume
 
     volume = load_ct(args.input)
-    seg = segment_spine(volume, args.model, progress=True)
+    seg = segment_spine(volume, args.model, anatomical_order=not args.no_order, progress=True)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     write_nifti(seg.classes, out / "classes.nii.gz", like=volume)
@@ -65,7 +70,8 @@ def _run_train(args) -> int:
         synthetic_seed_start=args.synthetic_seed_start, n_validation=args.validation,
         validation_seed_start=args.validation_seed_start, data_dirs=tuple(args.data),
         label_scheme=args.label_scheme, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+        batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+        init_model=args.init)
     model = train(config, args.output, checkpoint_dir=args.checkpoint_dir,
                   resume=not args.no_resume, progress=True)
     print(json.dumps({"model": str(args.output), "model_id": model.model_id,

@@ -176,7 +176,8 @@ def test_predict_patches_blends_windows():
 def test_segment_spine_maps_back_to_the_ct_grid():
     volume, bodies = toy_trunk(shift_mm=(-5.0, 8.0))
     model = threshold_model(PRESETS["cpu-fast"])
-    seg = segment_spine(volume, model)
+    # toy bodies are all class L1-L2: keep them so (no anatomical-order decoding)
+    seg = segment_spine(volume, model, anatomical_order=False)
     assert seg.classes.shape == volume.shape
     np.testing.assert_array_equal(seg.classes.affine, volume.affine)
     assert seg.model_id == "threshold-test"
@@ -235,7 +236,7 @@ def test_segment_command_writes_classes_on_the_input_grid(tmp_path, capsys):
     write_nifti(volume, tmp_path / "ct.nii.gz")
     model_path = save_model(threshold_model(PRESETS["cpu-fast"]), tmp_path / "threshold.keras")
     code = main(["segment", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "out"),
-                 "--model", str(model_path)])
+                 "--model", str(model_path), "--no-order"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["voxels_per_class"]["L1-L2"] > bodies.sum() * 0.9

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -93,3 +94,28 @@ def test_train_command_runs(folder, tmp_path, capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model_id"].startswith("cpu-fast-")
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_the_given_weights(folder, tmp_path):
+    from bmdqct.segment.model import build_model, save_model
+    from bmdqct.segment.train import _initial_network
+
+    start = build_model(TINY)
+    path = save_model(start, tmp_path / "start.keras")
+    config = TrainingConfig(preset=TINY, n_synthetic=0, n_validation=0, data_dirs=(str(folder),),
+                            epochs=1, steps_per_epoch=1, batch_size=1, workers=1,
+                            init_model=str(path))
+    network = _initial_network(config, TINY)
+    for got, want in zip(network.get_weights(), start.network.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    # a fresh network of the same preset draws other weights
+    fresh = _initial_network(TrainingConfig(preset=TINY), TINY)
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(fresh.get_weights(), start.network.get_weights()))
+    model = train(config, tmp_path / "tuned.keras", checkpoint_dir=tmp_path / "ckpt")
+    assert model.info["training"]["init_model"] == str(path)
+    other = Preset("other", (4.0, 4.0, 4.0), (16, 16), "spine", 16, layers_per_level=(1, 1),
+                   base_filters=8)
+    with pytest.raises(InputError, match="preset 'tiny'.*'other'"):
+        _initial_network(replace(config, preset=other), other)

@@ -246,8 +246,8 @@ def save_model(model: SpineModel, path, *, include_optimizer: bool = False) -> P
     network = model.network
     if not include_optimizer and getattr(network, "optimizer", None) is not None:
         # Keras 3 always stores a compiled model's optimizer state (2x the weights);
-        # an uncompiled clone holds the weights alone
-        network = keras.models.clone_model(model.network)
+        # an uncompiled twin built from the preset holds the weights alone
+        network = build_model(model.preset).network
         network.set_weights(model.network.get_weights())
     network.save(tmp)
     tmp.replace(path)

@@ -52,6 +52,8 @@ class TrainingConfig:
     Seeds of synthetic scans: training uses ``synthetic_seed_start + i`` for
     ``i < n_synthetic``; validation ``validation_seed_start + i``. bmdqct's
     evaluation scripts use seeds from 50000 on, which training never sees.
+    `init_model` names a saved model (``.keras``) whose weights start the run
+    (fine-tuning); its preset must be the run's preset.
     """
 
     preset: str | Preset = "cpu-fast"
@@ -69,12 +71,14 @@ class TrainingConfig:
     lr_patience: int = 3
     seed: int = 0
     workers: int = 2
+    init_model: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 # --------------------------------------------------------------------------- loss
+@keras.utils.register_keras_serializable(package="bmdqct")
 def dice_loss(y_true, y_pred, eps: float = 1.0):
     """Soft Dice loss averaged over classes: ``1 - mean_c (2|P∩T| + eps) / (|P| + |T| + eps)``.
 
@@ -257,6 +261,20 @@ def _validation_dice(model: SpineModel, cases: list[dict]) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
+def _initial_network(config: TrainingConfig, preset: Preset):
+    """A fresh network of `preset`, or a copy of ``config.init_model``'s for fine-tuning."""
+    network = build_model(preset).network
+    if config.init_model is None:
+        return network
+    start = load_model(config.init_model)
+    if start.preset != preset:
+        raise InputError(f"model {config.init_model} has preset {start.preset.name!r}; "
+                         f"expected the training preset {preset.name!r} to fine-tune it")
+    network.set_weights(start.network.get_weights())
+    logger.info("starting from the weights of %s (%s)", config.init_model, start.model_id)
+    return network
+
+
 def _compile(network, learning_rate: float) -> None:
     network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=dice_loss)
 
@@ -305,7 +323,7 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
         rng.bit_generator.state = state["rng"]
         logger.info("resuming at epoch %d (best Dice %.4f)", state["epoch"], state["best_dice"])
     else:
-        network = build_model(preset).network
+        network = _initial_network(config, preset)
         _compile(network, config.learning_rate)
         rng = np.random.default_rng(config.seed)
         state = {"epoch": 0, "best_dice": -1.0, "wait": 0, "lr": config.learning_rate,
