@@ -160,7 +160,8 @@ def evaluate_lidc(model) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model .keras (default: shipped)")
-    parser.add_argument("--n", type=int, default=10, help="held-out synthetic scans")
+    parser.add_argument("--n", type=int, default=10,
+                        help="held-out synthetic scans (0: real scans only)")
     parser.add_argument("--seed-start", type=int, default=50000)
     parser.add_argument("--skip-real", action="store_true")
     args = parser.parse_args(argv)
@@ -169,6 +170,18 @@ def main(argv=None) -> None:
 
     model = load_model(args.model)
     print(f"model {model.model_id}")
+    if args.n > 0:
+        _print_synthetic(model, args)
+    if args.skip_real:
+        return
+    print("real CT (never used in training):")
+    ts = evaluate_ts_abdomen(model)
+    print(f"  ts_abdomen_3mm: {ts}")
+    lidc = evaluate_lidc(model)
+    print(f"  lidc_0314_chest: {lidc}")
+
+
+def _print_synthetic(model, args) -> None:
     print(f"held-out synthetic scans, seeds {args.seed_start}-{args.seed_start + args.n - 1}:")
     syn = evaluate_synthetic(model, range(args.seed_start, args.seed_start + args.n))
     print(f"  class Dice: T1-T6 {syn['class_dice'][1]:.3f}, T7-T12 {syn['class_dice'][2]:.3f}, "
@@ -178,13 +191,6 @@ def main(argv=None) -> None:
     print(f"  correct class: {syn['class_correct']:.1%} of T1-L2 bodies")
     print(f"  T12/L1/L2 named correctly: {syn['names_T12_L1_L2_correct']:.1%} of {syn['n_names']}")
     print(f"  segmentation time: {syn['seconds_mean']:.1f} s per scan")
-    if args.skip_real:
-        return
-    print("real CT (never used in training):")
-    ts = evaluate_ts_abdomen(model)
-    print(f"  ts_abdomen_3mm: {ts}")
-    lidc = evaluate_lidc(model)
-    print(f"  lidc_0314_chest: {lidc}")
 
 
 if __name__ == "__main__":
