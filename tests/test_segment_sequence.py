@@ -36,6 +36,18 @@ def test_bodies_below_l2_become_background():
     assert [BLOCKS[b].segmentation_class for b in blocks][:4] == [2, 2, 3, 3]
 
 
+def test_any_number_of_bodies_fit_below_l2():
+    # an abdominal scan (ts_abdomen_3mm): T12, L1 called T7-T12, L2, L3 called L1-L2,
+    # then L4, L5 and nine pelvic fragments that the network half-calls thoracic;
+    # they all belong below L2 and must not push L2-L3 up into T7-T12
+    scores = _scores([2, 2, 3, 3])
+    tail = _scores([3] * 2 + [2] * 9, confidence=0.7)
+    tail[:, 4] = np.log(0.25)  # background probability inside the predicted voxels
+    blocks = decode_blocks(np.vstack([scores, tail]))
+    assert [BLOCKS[b].segmentation_class for b in blocks][:4] == [2, 2, 3, 3]
+    assert all(BLOCKS[b].name == "L3 and below" for b in blocks[4:])
+
+
 def test_partial_blocks_at_the_scan_edges_are_not_penalised():
     # a scan from T9 to L1: three T7-T12 bodies and one L1-L2 body are consistent
     blocks = decode_blocks(_scores([2, 2, 2, 2, 3]))

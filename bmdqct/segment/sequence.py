@@ -151,7 +151,8 @@ def decode_blocks(log_scores: np.ndarray, *, count_penalty: float = 6.0) -> list
         Log-probability of each body belonging to each block.
     count_penalty : float
         Cost, in nats, of every body beyond a block's length, and of every body
-        missing from a block whose both ends lie within the scan.
+        missing from a block whose both ends lie within the scan. The first and
+        last blocks (above T1, below L2) take any number of bodies.
 
     Examples
     --------
@@ -168,6 +169,11 @@ def decode_blocks(log_scores: np.ndarray, *, count_penalty: float = 6.0) -> list
         return []
     expected = [b.length for b in BLOCKS]
     max_len = [length + 2 for length in expected]  # a missed disc or an extra body, penalised
+    # the end blocks hold whatever lies beyond the counted spine (skull base, sacrum,
+    # pelvic bone fragments): any number of bodies, no count penalty
+    unbounded = {0, len(BLOCKS) - 1}
+    for b in unbounded:
+        expected[b] = max_len[b] = n
     # state: (block, count, full) -> (score, back pointer)
     layers: list[dict] = [{}]
     for b in range(len(BLOCKS)):
