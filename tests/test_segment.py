@@ -221,6 +221,24 @@ def test_save_and_load_model_round_trip(tmp_path):
     assert load_model(path) is loaded  # loaded once per process
 
 
+def test_save_compiled_model_keeps_weights_and_depth_without_optimizer(tmp_path):
+    from tensorflow import keras
+
+    preset = Preset("tiny", (2.0, 2.0, 2.0), (16, 16), "spine", 16, layers_per_level=(1, 1))
+    model = build_model(preset, patch_depth=24)
+    model.network.compile(optimizer=keras.optimizers.Adam(1e-3), loss=dice_loss)
+    x = np.random.default_rng(0).normal(size=(1, 24, 16, 16, 1)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[np.zeros((1, 24, 16, 16), int)]
+    model.network.train_on_batch(x, y)  # optimizer state exists now
+    path = save_model(model, tmp_path / "m.keras", include_optimizer=False)
+    loaded = load_model(path)
+    assert loaded.network.input_shape == (None, 24, 16, 16, 1)
+    assert getattr(loaded.network, "optimizer", None) is None
+    np.testing.assert_allclose(loaded.network(x), model.network(x), atol=1e-6)
+    with_state = save_model(model, tmp_path / "full.keras", include_optimizer=True)
+    assert with_state.stat().st_size > path.stat().st_size
+
+
 def test_load_model_missing_file(tmp_path):
     with pytest.raises(SegmentationError, match="not found"):
         load_model(tmp_path / "absent.keras")

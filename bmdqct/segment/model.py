@@ -247,7 +247,7 @@ def save_model(model: SpineModel, path, *, include_optimizer: bool = False) -> P
     if not include_optimizer and getattr(network, "optimizer", None) is not None:
         # Keras 3 always stores a compiled model's optimizer state (2x the weights);
         # an uncompiled twin built from the preset holds the weights alone
-        network = build_model(model.preset).network
+        network = build_model(model.preset, patch_depth=model.network.input_shape[1]).network
         network.set_weights(model.network.get_weights())
     network.save(tmp)
     tmp.replace(path)
