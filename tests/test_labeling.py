@@ -423,6 +423,25 @@ def test_synthetic_scan_named_like_truth_and_rib_count_flagged(n_rib_pairs, lowe
     assert [str(f) for f in vl.flags if f.code == "rib_mismatch"] == ([] if flag is None else [flag])
 
 
+def test_short_rib_below_a_body_without_ribs_is_a_transverse_process():
+    # 11 rib pairs, and an L2 segmented 3.6 mm narrower on each side (as the model
+    # does at times): the head zone beside L2 then holds its transverse-process roots,
+    # which look like a short lumbar rib; with L1 rib-free it cannot be one
+    from scipy import ndimage
+
+    from bmdqct.synthetic import synthesize_ldct
+
+    ct, truth = synthesize_ldct(7, cranial="T10", caudal="L2", shape=(200, 200), pixel_mm=1.8,
+                                slice_mm=2.5, n_rib_pairs=11)
+    lab = np.array(truth.levels.labels)
+    l2 = lab == truth.levels.names["L2"]
+    lab[l2 & ~ndimage.binary_erosion(l2, np.ones((1, 1, 5), bool))] = 0
+    rc = check_rib_levels(ct, LabelVolume(lab, truth.levels.affine, truth.levels.names))
+    assert 20.0 < max(rc.reach_mm["L2"]) < 32.0 and rc.head_mm3["L2"] > 650.0  # short-rib-like
+    assert dict(rc.rib_bearing) == {"T10": True, "T11": True, "T12": False, "L1": False, "L2": False}
+    assert rc.lowest_rib_level == "T11" and rc.consistent is False
+
+
 def test_piece_of_a_body_with_the_wrong_class_joins_the_body():
     ct, cls, truth = make_spine(("T11", "T12", "L1", "L2"))
     lab = np.array(cls.labels)
