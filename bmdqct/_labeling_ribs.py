@@ -155,7 +155,6 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
     bearing: dict[str, bool] = {}
     reach: dict[str, tuple[float, float]] = {}
     heads: dict[str, float] = {}
-    short_only: set[str] = set()
     first, last = level_index(_RIB_CHECK_FIRST), level_index(_RIB_CHECK_LAST)
     raw = np.asarray(lab.labels)
     if infos is not None and all(i.bbox is not None for i in infos.values()):
@@ -178,22 +177,17 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
         right, left, head_mm3 = _rib_reach(volume, crop, raw, spacing, bone_hu, others)
         reach[name] = (right, left)
         heads[name] = head_mm3
-        # a long rib, or a short one (a lumbar rib) whose head sits beside the body
-        long_rib = max(right, left) > reach_mm
-        found = long_rib or (max(right, left) > _SHORT_RIB_REACH_MM and head_mm3 > _RIB_HEAD_MM3)
-        if found and not long_rib:
-            short_only.add(name)
+        # a long rib, or a short one (a lumbar rib) whose head sits beside the body;
+        # ribs form one series, so a short rib continues it (the 13th rib of transitional
+        # anatomy): below a body without ribs it is a transverse process beside an
+        # under-segmented body (`names` run top-down, so the body above is judged)
+        above = next(reversed(bearing), None)
+        found = max(right, left) > reach_mm or (
+            max(right, left) > _SHORT_RIB_REACH_MM and head_mm3 > _RIB_HEAD_MM3
+            and (above is None or bearing[above]))
         # a body cut by the scan's edge may hide its rib heads: count only a find
         if found or not crop.touches_edge():
             bearing[name] = found
-    # ribs form one series: a short rib continues it (the 13th rib of transitional
-    # anatomy) and cannot follow a body without ribs; there it is a transverse process
-    # beside an under-segmented body
-    for name in sorted(short_only, key=level_index):
-        above = [n for n in bearing if level_index(n) == level_index(name) - 1]
-        if above and not bearing[above[0]]:
-            logger.debug("short rib on %s ignored: %s above has no ribs", name, above[0])
-            bearing[name] = False
     lowest = None
     for name in sorted(bearing, key=level_index, reverse=True):
         if bearing[name]:

@@ -36,16 +36,18 @@ logger = logging.getLogger(__name__)
 class _Block:
     name: str
     segmentation_class: int
-    length: int  # bodies in the block when both its ends are in view
+    length: int | None  # bodies in the block when both its ends are in view; None: any number
 
 
 #: The spine from top to bottom, as the decoder sees it.
 BLOCKS = (
-    _Block("cervical", CLASS_BACKGROUND, 7),
+    # the end blocks hold whatever lies beyond the counted spine (cervical bodies,
+    # skull base, L3 and below, sacrum, pelvic fragments): not counted
+    _Block("cervical", CLASS_BACKGROUND, None),
     _Block("T1-T6", CLASS_T1_T6, 6),
     _Block("T7-T12", CLASS_T7_T12, 6),
     _Block("L1-L2", CLASS_L1_L2, 2),
-    _Block("L3 and below", CLASS_BACKGROUND, 6),
+    _Block("L3 and below", CLASS_BACKGROUND, None),
 )
 
 
@@ -151,8 +153,8 @@ def decode_blocks(log_scores: np.ndarray, *, count_penalty: float = 6.0) -> list
         Log-probability of each body belonging to each block.
     count_penalty : float
         Cost, in nats, of every body beyond a block's length, and of every body
-        missing from a block whose both ends lie within the scan. The first and
-        last blocks (above T1, below L2) take any number of bodies.
+        missing from a block whose both ends lie within the scan. The blocks
+        above T1 and below L2 take any number of bodies.
 
     Examples
     --------
@@ -167,13 +169,9 @@ def decode_blocks(log_scores: np.ndarray, *, count_penalty: float = 6.0) -> list
     n = len(log_scores)
     if n == 0:
         return []
-    expected = [b.length for b in BLOCKS]
-    max_len = [length + 2 for length in expected]  # a missed disc or an extra body, penalised
-    # the end blocks hold whatever lies beyond the counted spine (skull base, sacrum,
-    # pelvic bone fragments): any number of bodies, no count penalty
-    unbounded = {0, len(BLOCKS) - 1}
-    for b in unbounded:
-        expected[b] = max_len[b] = n
+    expected = [n if b.length is None else b.length for b in BLOCKS]
+    # a missed disc or an extra body is allowed, and penalised
+    max_len = [n if b.length is None else b.length + 2 for b in BLOCKS]
     # state: (block, count, full) -> (score, back pointer)
     layers: list[dict] = [{}]
     for b in range(len(BLOCKS)):
