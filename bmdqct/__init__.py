@@ -11,9 +11,8 @@ Geometry and units are described once, in :mod:`bmdqct.volume`.
 
 import logging
 
-__version__ = "0.1.0"  # a literal, read statically by setup.cfg; set before the imports below
-
-from .errors import (  # noqa: E402
+from ._version import __version__
+from .errors import (
     BMDQCTError,
     BMDQCTWarning,
     CalibrationError,

@@ -31,7 +31,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .labeling import QCFlag
+from .qc import QCFlag
 from .levels import level_index
 
 __all__ = [

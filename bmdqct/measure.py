@@ -51,10 +51,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .classify import ACR_THRESHOLDS_MG_CM3, DEFAULT_SUBSTITUTES, BMDCategory, Diagnosis, diagnose, select_levels
 from .errors import CalibrationError, GeometryError, InputError, LabelingError, MeasurementError
-from .labeling import QCFlag, VertebraLabels, label_vertebrae, level_steps, vertebra_labels_from_map
+from .qc import QCFlag
+from .labeling import VertebraLabels, label_vertebrae, level_steps, vertebra_labels_from_map
 from .levels import SEGMENTATION_CLASSES, level_index
 from .voi import DEFAULT_VOI_PROTOCOL, VOI, VOIProtocol, vertebral_body_voi
 from .volume import CTVolume, LabelVolume, same_grid

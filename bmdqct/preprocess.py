@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .io import HU_AIR, _resample_volume  # noqa: F401  (HU_AIR: used in examples)
+from .io._read import HU_AIR, _resample_volume  # noqa: F401  (HU_AIR: used in examples)
 from .volume import CTVolume, LabelVolume
 
 __all__ = ["resample", "resample_like", "clip_hu"]

@@ -49,7 +49,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import GeometryError, MeasurementError
-from .labeling import QCFlag, VertebraLabels, _level_boxes
+from .labeling import VertebraLabels
+from .labeling._geometry import _level_boxes
+from .qc import QCFlag
 from .volume import CTVolume, LabelVolume, same_grid
 
 __all__ = ["VOIProtocol", "DEFAULT_VOI_PROTOCOL", "VOI", "vertebral_body_voi"]

@@ -225,7 +225,7 @@ def test_label_count_must_match_inputs(case_files, tmp_path, capsys):
 def test_case_names_are_unique():
     from pathlib import Path
 
-    from bmdqct._cli_measure import _case_names
+    from bmdqct.cli._measure import _case_names
 
     names = _case_names([Path("a/ct.nii.gz"), Path("b/ct.nii.gz"), Path("c/scan.mha"), Path("dicom/S1")])
     assert names == ["a_ct", "b_ct", "scan", "S1"]

@@ -16,7 +16,6 @@ import numpy as np
 from . import _physics
 from ._raster import (
     Grid,
-    TubeField,
     capsule_sd,
     coverage,
     ellipsoid_box,
@@ -26,7 +25,6 @@ from ._raster import (
 )
 from ._appearance import classic_appearance
 from ._torso import N_THETA, THETA, Torso
-from ..levels import level_id
 
 _SHELL_MG_CM3 = 650.0  # vertebral cortical shell and endplates (thin, blurred in CT)
 _PE_SHELL_MG_CM3 = 700.0  # posterior elements

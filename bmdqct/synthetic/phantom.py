@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._calibration_phantom import as_certificate
+from ..calibration._phantom import as_certificate
 from ..calibration import Certificate, get_phantom
 from ..volume import CTVolume, LabelVolume
 from . import _physics

@@ -47,8 +47,8 @@ Examples
 
 from __future__ import annotations
 
-from ._agreement_common import StratifiedResult, results_table, stratify
-from ._agreement_categories import (
+from ._common import StratifiedResult, results_table, stratify
+from ._categories import (
     ConfusionMatrix,
     DiceResult,
     KappaResult,
@@ -58,7 +58,7 @@ from ._agreement_categories import (
     dice,
     labeling_accuracy,
 )
-from ._agreement_diagnostic import (
+from ._diagnostic import (
     LOW_BMD,
     OSTEOPOROSIS,
     DeLongTestResult,
@@ -73,7 +73,7 @@ from ._agreement_diagnostic import (
     threshold_accuracy,
     threshold_roc,
 )
-from ._agreement_methods import (
+from ._methods import (
     BlandAltmanResult,
     CCCResult,
     RegressionLimitsResult,
@@ -83,7 +83,7 @@ from ._agreement_methods import (
     bland_altman_replicates,
     concordance_correlation,
 )
-from ._agreement_regression import (
+from ._regression import (
     DemingResult,
     LinearRegressionResult,
     PassingBablokResult,
@@ -92,7 +92,7 @@ from ._agreement_regression import (
     linear_regression,
     passing_bablok,
 )
-from ._agreement_reliability import ICC_KINDS, LSC_FACTOR, ICCResult, PrecisionResult, icc, precision_error
+from ._reliability import ICC_KINDS, LSC_FACTOR, ICCResult, PrecisionResult, icc, precision_error
 
 __all__ = [
     # continuous agreement

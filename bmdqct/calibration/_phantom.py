@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ._calibration_core import (
+from ._core import (
     Calibration,
     _atomic_write_text,
     _is_finite_number,
@@ -45,7 +45,7 @@ from ._calibration_core import (
     _read_json,
     normalize_mineral,
 )
-from .errors import CalibrationError, CalibrationWarning
+from ..errors import CalibrationError, CalibrationWarning
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._calibration_core import Calibration, _slice_range
-from ._calibration_phantom import (
+from ._core import Calibration, _slice_range
+from ._phantom import (
     _NOMINAL_SIGMA_REF,
     MAX_RESIDUAL_MG_CM3,
     MIN_R_SQUARED,
@@ -27,8 +27,8 @@ from ._calibration_phantom import (
     fit_phantom,
     get_phantom,
 )
-from .errors import CalibrationError
-from .volume import CTVolume, to_canonical
+from ..errors import CalibrationError
+from ..volume import CTVolume, to_canonical
 
 logger = logging.getLogger(__name__)
 
@@ -446,7 +446,7 @@ def calibrate_phantom(scan, certificate, *, phantom=None, assignment: str = "hu-
     if isinstance(scan, CTVolume):
         volume, source = scan, scan.metadata.get("source")
     else:
-        from .io import load_ct
+        from ..io import load_ct
 
         volume, source = load_ct(scan, series_uid=series_uid), str(scan)
     meta = {**dict(volume.metadata), **dict(metadata or {})}

@@ -1,6 +1,6 @@
 """The ``bmdqct`` command: one program, argparse subcommands.
 
-Each topic registers its subcommands from a private module ``bmdqct/_cli_<topic>.py``
+Each topic registers its subcommands from a private module ``bmdqct/cli/_<topic>.py``
 that exposes ``register(commands, common)``; heavy imports (TensorFlow, matplotlib)
 happen inside the subcommand functions, so ``bmdqct --help`` starts fast.
 Exit codes: 0 success, 1 a bmdqct error (bad input data), 2 a usage error.
@@ -14,8 +14,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import BMDQCTError
+from .._version import __version__
+from ..errors import BMDQCTError
 
 __all__ = ["main"]
 
@@ -23,12 +23,12 @@ _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
 
 # Topic modules, in the order their subcommands appear in --help.
 _TOPICS = (
-    "_cli_measure",
-    "_cli_io",
-    "_cli_synthetic",
-    "_cli_segment",
-    "_cli_calibration",
-    "_cli_agreement",
+    "_measure",
+    "_io",
+    "_synthetic",
+    "_segment",
+    "_calibration",
+    "_agreement",
 )
 
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bmdqct {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for topic in _TOPICS:
-        importlib.import_module(f"bmdqct.{topic}").register(commands, common)
+        importlib.import_module(f"bmdqct.cli.{topic}").register(commands, common)
     return parser
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._calibration_core import (
+from ._core import (
     SCANNER_FIELDS,
     Calibration,
     _atomic_write_text,
@@ -34,7 +34,7 @@ from ._calibration_core import (
     normalize_mineral,
     read_calibration,
 )
-from .errors import CalibrationError
+from ..errors import CalibrationError
 
 logger = logging.getLogger(__name__)
 

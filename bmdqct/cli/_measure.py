@@ -92,8 +92,8 @@ def register(commands, common) -> None:
 
 
 def _run_measure(args) -> int:
-    from .calibration import read_calibration
-    from .errors import InputError
+    from ..calibration import read_calibration
+    from ..errors import InputError
 
     inputs = [Path(p) for p in args.inputs]
     if args.labels is not None and len(args.labels) != len(inputs):
@@ -112,7 +112,7 @@ def _run_measure(args) -> int:
     labels = [Path(p) for p in args.labels] if args.labels else [None] * len(inputs)
     model = args.model
     if args.labels is None:
-        from .segment import load_model
+        from ..segment import load_model
 
         model = load_model(None if args.model is None else Path(args.model))
     summary = run_cases(
@@ -129,8 +129,8 @@ def run_cases(cases, out: Path, *, calibration=None, model=None, label_scheme="t
     """Measure `cases` [(case, input, labels or None)] into `out`; returns the run summary."""
     from tqdm import tqdm
 
-    from . import __version__
-    from .measure import _versions
+    from .._version import __version__
+    from ..measure import _versions
 
     started = _dt.datetime.now(_dt.timezone.utc)
     records = []
@@ -227,9 +227,9 @@ def _measure_case(case, path, label_path, case_dir: Path, *, calibration, model,
                   convention, window_days, qc_picture):
     import numpy as np
 
-    from .io import load_ct, write_nifti
-    from .measure import _atomic_write, measure
-    from .volume import LabelVolume
+    from ..io import load_ct, write_nifti
+    from ..measure import _atomic_write, measure
+    from ..volume import LabelVolume
 
     ct = load_ct(path)
     result = measure(ct, calibration=calibration, labels=label_path, label_scheme=label_scheme, model=model,
@@ -245,7 +245,7 @@ def _measure_case(case, path, label_path, case_dir: Path, *, calibration, model,
     voi_labels = LabelVolume(voi_ids, ct.affine, {n: result.labels.levels[n].label_id for n in result.vois})
     _atomic_write(case_dir / "voi.nii.gz", lambda tmp: write_nifti(voi_labels, tmp, like=ct))
     if qc_picture:
-        from .plotting.qc import plot_qc
+        from ..plotting.qc import plot_qc
 
         fig = plot_qc(result, ct)
         _atomic_write(case_dir / "qc.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
@@ -260,11 +260,11 @@ def _run_demo(args) -> int:
     """Phantom scan -> calibration store; subject scan -> measure; print the report."""
     import numpy as np
 
-    from .calibration import add_to_store, calibrate_phantom, read_store
-    from .io import write_dicom_series
-    from .measure import report_text
-    from .segment import load_model
-    from .synthetic import synthesize_ldct, synthesize_phantom_scan
+    from ..calibration import add_to_store, calibrate_phantom, read_store
+    from ..io import write_dicom_series
+    from ..measure import report_text
+    from ..segment import load_model
+    from ..synthetic import synthesize_ldct, synthesize_phantom_scan
 
     t0 = time.perf_counter()
     out = _prepare_output(Path(args.output))
@@ -313,7 +313,7 @@ def _run_demo(args) -> int:
 
 
 def _prepare_output(out: Path) -> Path:
-    from .errors import InputError
+    from ..errors import InputError
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -328,7 +328,7 @@ def _prepare_output(out: Path) -> Path:
 
 def _case_names(inputs) -> list[str]:
     """Case name of each input: its file stem, or parent_stem when stems repeat (DIR/ct.nii.gz)."""
-    from .measure import _case_name
+    from ..measure import _case_name
 
     stems = [_case_name(path) or "case" for path in inputs]
     names, seen = [], {}
@@ -341,7 +341,7 @@ def _case_names(inputs) -> list[str]:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    from .measure import _atomic_write_text
+    from ..measure import _atomic_write_text
 
     return _atomic_write_text(path, text)
 

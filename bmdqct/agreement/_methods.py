@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._agreement_common import (
+from ._common import (
     _check_confidence,
     _check_count,
     _check_varies,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CalibrationError
+from ..errors import CalibrationError
 
 logger = logging.getLogger(__name__)
 

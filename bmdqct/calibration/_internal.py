@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._calibration_core import (
+from ._core import (
     SCANNER_FIELDS,
     Calibration,
     _atomic_write_text,
@@ -38,10 +38,10 @@ from ._calibration_core import (
     _slice_range,
     normalize_mineral,
 )
-from ._calibration_phantom import _ols
-from .errors import CalibrationError, CalibrationWarning
-from .io import HU_AIR, PADDING_THRESHOLD_HU
-from .volume import CTVolume, to_canonical
+from ._phantom import _ols
+from ..errors import CalibrationError, CalibrationWarning
+from ..io import HU_AIR, PADDING_THRESHOLD_HU
+from ..volume import CTVolume, to_canonical
 
 logger = logging.getLogger(__name__)
 
@@ -479,7 +479,7 @@ def internal_calibration(volume: CTVolume, reference: InternalReference, *, tiss
     """
     meta = volume.metadata
     if check_scanner:
-        from ._calibration_store import scanner_matches
+        from ._store import scanner_matches
 
         probe = Calibration(slope=1.0, intercept=0.0, **reference.scanner, kvp=reference.kvp)
         kvp = meta.get("kvp")

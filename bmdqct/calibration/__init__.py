@@ -35,7 +35,7 @@ Examples
 84.9
 """
 
-from ._calibration_core import (
+from ._core import (
     CONVERSION_METHODS,
     METHODS,
     MINERALS,
@@ -44,7 +44,7 @@ from ._calibration_core import (
     normalize_mineral,
     read_calibration,
 )
-from ._calibration_internal import (
+from ._internal import (
     TISSUE_WINDOWS_HU,
     TISSUES,
     InternalReference,
@@ -54,8 +54,8 @@ from ._calibration_internal import (
     internal_calibration,
     read_internal_reference,
 )
-from ._calibration_paired import PAIRED_LEVELS, PairedFit, fit_paired_calibration, fit_paired_table
-from ._calibration_phantom import (
+from ._paired import PAIRED_LEVELS, PairedFit, fit_paired_calibration, fit_paired_table
+from ._phantom import (
     MAX_RESIDUAL_MG_CM3,
     MIN_R_SQUARED,
     MINDWAYS_WATER_DISPLACEMENT,
@@ -70,8 +70,8 @@ from ._calibration_phantom import (
     get_phantom,
     read_certificate,
 )
-from ._calibration_rods import ASSIGNMENTS, RodROI, calibrate_phantom, find_rods
-from ._calibration_store import (
+from ._rods import ASSIGNMENTS, RodROI, calibrate_phantom, find_rods
+from ._store import (
     DRIFT_REFERENCE_HU,
     DRIFT_TOLERANCE_MG_CM3,
     FALLBACKS,

@@ -85,7 +85,7 @@ class _Report:
 def _read_csv(path: str, id_column: str, role: str):
     import pandas as pd
 
-    from .errors import InputError
+    from ..errors import InputError
 
     file = Path(path)
     if not file.is_file():
@@ -107,7 +107,7 @@ def _read_csv(path: str, id_column: str, role: str):
 def _column(table, name: str, file: str, option: str):
     import pandas as pd
 
-    from .errors import InputError
+    from ..errors import InputError
 
     if name not in table.columns:
         raise InputError(f"{file} has no column {name!r} (expected from {option}); columns are "
@@ -228,7 +228,7 @@ def _population_table(merged, ref_dx, groups, thresholds, names, report: _Report
     import numpy as np
     import pandas as pd
 
-    from .classify import BMDCategory, classify_bmd
+    from ..classify import BMDCategory, classify_bmd
 
     subsets = _subsets(groups, len(merged))
     age = next((merged[c] for c in ("age", "age__ref", "age__ours") if c in merged.columns), None)
@@ -262,7 +262,7 @@ def _agreement_tables(pairs, names, report: _Report):
     """Table 1 (per-level agreement) and Table 1b (regression methods); returns the results."""
     import pandas as pd
 
-    from . import agreement as A
+    from .. import agreement as A
 
     rows, extra_rows, numbers, extra_numbers, results = [], [], [], [], {}
     for label, (ref, ours) in pairs.items():
@@ -320,7 +320,7 @@ def _diagnostic_tables(ref_dx, ours_dx, groups, tasks, names, report: _Report):
     """Table 2 (AUC, sensitivity, specificity, PPV, NPV by task and group); returns ROC results."""
     import pandas as pd
 
-    from . import agreement as A
+    from .. import agreement as A
 
     subsets = _subsets(groups, ref_dx.size)
     rows, numbers, rocs = [], [], {}
@@ -358,8 +358,8 @@ def _diagnostic_tables(ref_dx, ours_dx, groups, tasks, names, report: _Report):
 
 def _category_tables(ref_dx, ours_dx, thresholds, names, report: _Report):
     """Table 3 (ACR categories, reference x test) and Table 3b (Cohen's kappa)."""
-    from . import agreement as A
-    from .classify import BMDCategory, classify_bmd
+    from .. import agreement as A
+    from ..classify import BMDCategory, classify_bmd
 
     labels = tuple(c.value for c in BMDCategory)
 
@@ -396,7 +396,7 @@ def _category_tables(ref_dx, ours_dx, thresholds, names, report: _Report):
 def _group_table(ref_dx, ours_dx, groups, names, report: _Report):
     import pandas as pd
 
-    from . import agreement as A
+    from .. import agreement as A
 
     rows, numbers = [], []
     for column, values in groups.items():
@@ -420,7 +420,7 @@ def _group_table(ref_dx, ours_dx, groups, names, report: _Report):
 def _figures(results, rocs, names, folder: Path, report: _Report) -> None:
     from matplotlib.figure import Figure
 
-    from .plotting.agreement import plot_bland_altman, plot_regression, plot_roc
+    from ..plotting.agreement import plot_bland_altman, plot_regression, plot_roc
 
     for label, (ols, ba, _) in results.items():
         slug = label.replace("–", "-")
@@ -450,8 +450,8 @@ def _figures(results, rocs, names, folder: Path, report: _Report) -> None:
 def _run_agreement(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from . import agreement as A
-    from .errors import InputError
+    from .. import agreement as A
+    from ..errors import InputError
 
     ours = _read_csv(args.ours, args.id_column, "ours")
     reference = _read_csv(args.reference, args.id_column, "reference")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._agreement_common import _as_1d, _check_confidence, _check_count, _interval, _paired, _z
+from ._common import _as_1d, _check_confidence, _check_count, _interval, _paired, _z
 
 logger = logging.getLogger("bmdqct.agreement")
 

@@ -47,9 +47,9 @@ def register(commands, common) -> None:
 
 
 def _run_segment(args) -> int:
-    from .io import load_ct, write_nifti
-    from .segment import segment_spine
-    from .volume import CTVolume
+    from ..io import load_ct, write_nifti
+    from ..segment import segment_spine
+    from ..volume import CTVolume
 
     volume = load_ct(args.input)
     seg = segment_spine(volume, args.model, anatomical_order=not args.no_order, progress=True)
@@ -63,7 +63,7 @@ def _run_segment(args) -> int:
 
 
 def _run_train(args) -> int:
-    from .segment.train import TrainingConfig, train
+    from ..segment.train import TrainingConfig, train
 
     config = TrainingConfig(
         preset=args.preset, n_synthetic=args.synthetic,

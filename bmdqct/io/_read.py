@@ -1,34 +1,4 @@
-"""Read CT scans and label maps into canonical volumes; write them back aligned.
-
-:func:`load_ct` reads a DICOM series folder (searched recursively, any file names),
-a single multi-frame DICOM file, NIfTI (``.nii``, ``.nii.gz``, via nibabel) or
-MetaImage/NRRD (``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``, via SimpleITK), and returns
-a :class:`~bmdqct.volume.CTVolume` in Hounsfield units in the canonical orientation
-``('S', 'P', 'L')`` described in :mod:`bmdqct.volume`. :func:`load_labels` reads a
-label map and moves it onto a CT's grid in physical space. :func:`write_nifti`
-writes either back on the grid of the original input file, so that a CT and its
-masks open aligned in ITK-SNAP or 3D Slicer.
-
-What the readers do to the data (logged at INFO, recorded in ``metadata``):
-
-* **HU**: DICOM RescaleSlope/RescaleIntercept per slice; outside-field-of-view padding
-  (any value <= ``PADDING_THRESHOLD_HU`` = -1500 HU, e.g. -2048 or -3024) set to air,
-  -1000 HU, with ``metadata["padding_hu"]`` and ``["padding_voxels"]``.
-* **DICOM geometry**: slice order from ImagePositionPatient; missing slices, irregular
-  spacing and gantry tilt handled by the rules of ``bmdqct._io_dicom`` (at most one
-  missing slice in a row is interpolated; tilt up to 30 deg is corrected in-plane;
-  anything else raises :class:`~bmdqct.errors.DicomSeriesError`).
-* **Obliquity** (any format): axes within ``KEEP_OBLIQUE_DEG`` (1 deg) of the
-  patient axes are kept exactly (the affine stays slightly oblique; no
-  interpolation); up to ``MAX_OBLIQUE_DEG`` (30 deg) the image is resampled
-  (linear, fill -1000 HU) onto an axis-aligned grid with the same voxel sizes;
-  beyond that it is refused with :class:`~bmdqct.errors.GeometryError`, because
-  which axis is "axial" becomes ambiguous.
-* ``metadata["input_affine"]``, ``["input_shape"]``, ``["input_orientation"]``
-  describe the grid in the file's own index order (for DICOM: column, row, slice,
-  as ITK and dcm2niix write it), after any resampling above; :func:`write_nifti`
-  uses them to restore that grid exactly.
-"""
+"""Internals of :mod:`bmdqct.io`: the NIfTI/MetaImage readers, label maps and writers."""
 
 from __future__ import annotations
 
@@ -40,25 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _io_dicom
-from ._io_dicom import HU_AIR, PADDING_THRESHOLD_HU, SeriesInfo, list_series, replace_padding
-from ._io_dicom_write import write_dicom_series
-from .errors import GeometryError, InputError
-from .levels import level_id, scheme_ids
-from .volume import _LPS_TO_RAS, METADATA_KEYS, CTVolume, LabelVolume, axis_codes, same_grid, to_canonical
+from . import _dicom
+from ._dicom import HU_AIR, replace_padding
+from ..errors import GeometryError, InputError
+from ..levels import level_id, scheme_ids
+from ..volume import _LPS_TO_RAS, METADATA_KEYS, CTVolume, LabelVolume, axis_codes, same_grid, to_canonical
 
-__all__ = [
-    "load_ct",
-    "load_labels",
-    "list_series",
-    "SeriesInfo",
-    "write_nifti",
-    "write_dicom_series",
-    "HU_AIR",
-    "PADDING_THRESHOLD_HU",
-    "KEEP_OBLIQUE_DEG",
-    "MAX_OBLIQUE_DEG",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +104,10 @@ def load_ct(path, *, series_uid: str | None = None) -> CTVolume:
     metadata.update(source=str(path), format=_format_name(path, kind))
     notes: list[str] = []
     if kind == "dicom":
-        if path.is_file() and _io_dicom._read_header(path) is None:
+        if path.is_file() and _dicom._read_header(path) is None:
             raise InputError(f"{path}: unsupported file (not DICOM, unknown suffix); "
                              f"expected {_FORMATS}")
-        volume, padding, notes, dicom_meta = _io_dicom.read_dicom(path, series_uid=series_uid)
+        volume, padding, notes, dicom_meta = _dicom.read_dicom(path, series_uid=series_uid)
         metadata.update(dicom_meta)
         reversed_axes = True  # (slice, row, column) arrays; files index (column, row, slice)
     else:

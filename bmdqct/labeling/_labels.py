@@ -1,66 +1,27 @@
-"""Vertebral levels from the 4-class spine segmentation, with quality checks.
-
-The segmentation of Pan et al. (2020) has four classes (background, T1–T6,
-T7–T12, L1–L2; :data:`bmdqct.levels.SEGMENTATION_CLASSES`).
-:func:`label_vertebrae` turns it into one label per vertebral body, named with
-**VerSe ids** (:func:`bmdqct.levels.level_id`):
-
-* connected components of each class (face connectivity) are the bodies; the
-  L1–L2 class is named ``L1``, ``L2`` from the top down, the thoracic classes
-  from the bottom up (T7–T12: ``T12``, ``T11``, …; T1–T6: ``T6``, ``T5``, …);
-* a component as tall as two or more bodies is split at the disc planes (the
-  slices where the cross-section narrows and the CT is darkest), all in mm;
-* small fragments are dropped; bodies touching the edge of the scan are kept
-  for naming but marked **partial** (they are not measured);
-* an independent check of the names: the lowest vertebra with ribs attached
-  (rib heads and necks beside the body, a bone reaching far laterally) should
-  be T12. A mismatch — mislabelling, or 11 or 13 rib pairs — raises a QC flag;
-  the names are never silently changed (:func:`check_rib_levels`, written in
-  ``bmdqct._labeling_ribs`` and exported here).
-
-:func:`vertebra_labels_from_map` does the same bookkeeping (partial bodies,
-heights, rib check) for an external per-level label map such as
-TotalSegmentator's, after isolating the vertebral bodies from the posterior
-elements.
-
-Geometry follows :mod:`bmdqct.volume`: canonical ``('S', 'P', 'L')`` arrays,
-axis 0 is the body axis (inferior to superior), distances in mm from the
-affine's spacing.
-"""
+"""Internals of :mod:`bmdqct.labeling`: naming the bodies of a 4-class segmentation."""
 
 from __future__ import annotations
 
 import logging
-import types
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._labeling_ribs import RibCheck, _rib_flags, check_rib_levels
-from .errors import GeometryError, LabelingError
-from .levels import (
+from ..qc import QCFlag
+from ._geometry import _Crop, _area_profile, _bbox, _check_grid, _crop_of, _disc_element, _level_boxes
+from ._ribs import _rib_flags, check_rib_levels
+from ._types import LevelInfo, VertebraLabels
+from ..errors import GeometryError, LabelingError
+from ..levels import (
     CLASS_L1_L2,
     CLASS_T1_T6,
     CLASS_T7_T12,
     level_id,
     level_index,
 )
-from .volume import CTVolume, LabelVolume, same_grid
+from ..volume import CTVolume, LabelVolume
 
-__all__ = [
-    "QCFlag",
-    "LevelInfo",
-    "RibCheck",
-    "VertebraLabels",
-    "label_vertebrae",
-    "vertebra_labels_from_map",
-    "check_rib_levels",
-    "isolate_vertebral_body",
-    "level_steps",
-    "MIN_BODY_VOLUME_MM3",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -87,148 +48,6 @@ _CLASS_ANCHOR = {CLASS_T1_T6: "bottom", CLASS_T7_T12: "bottom", CLASS_L1_L2: "to
 _CLASS_NAME = {CLASS_T1_T6: "T1-T6", CLASS_T7_T12: "T7-T12", CLASS_L1_L2: "L1-L2"}
 
 _FACE = ndi.generate_binary_structure(3, 1)
-
-
-
-@dataclass(frozen=True)
-class QCFlag:
-    """One quality-control finding.
-
-    Parameters
-    ----------
-    code : str
-        Stable machine-readable code, e.g. ``"partial"``, ``"rib_mismatch"``.
-    level : str or None
-        The vertebral level concerned, if any.
-    message : str
-        A sentence for the reader of the report.
-
-    Examples
-    --------
-    >>> str(QCFlag("partial", "T12", "cut by the scan's upper edge"))
-    'partial:T12'
-    """
-
-    code: str
-    level: str | None = None
-    message: str = ""
-
-    def __str__(self) -> str:
-        return self.code if self.level is None else f"{self.code}:{self.level}"
-
-    def to_dict(self) -> dict:
-        return {"code": self.code, "level": self.level, "message": self.message}
-
-
-@dataclass(frozen=True)
-class LevelInfo:
-    """Geometry and quality of one labelled vertebral body.
-
-    Attributes
-    ----------
-    level : str
-        Level name, e.g. ``"L1"``.
-    label_id : int
-        VerSe id of the level in :attr:`VertebraLabels.labels`.
-    source_class : int or None
-        Segmentation class the body came from (None for an external map).
-    slice_range : (int, int)
-        First and last axial slice (array axis 0) holding the body.
-    z_range_mm : (float, float)
-        Positions of those slices' centres along the body axis, in mm.
-    height_mm : float
-        Height of the body along axis 0: the length over which its section
-        area is at least half the largest section (robust to tilt and to
-        partial-volume slivers at the endplates).
-    heights_mm : (float, float, float)
-        Anterior, middle and posterior heights about the body's sagittal
-        midplane, in mm: mean heights along axis 0 of the body's columns over
-        5-20 % and 80-95 % of its depth within +-3 mm of the midplane, and
-        over 30-70 % of its depth within +-10 mm (the middle height, which
-        the fracture check of :func:`bmdqct.measure` compares with the
-        neighbours').
-    n_voxels : int
-        Size of the body mask.
-    volume_mm3 : float
-        ``n_voxels`` times the voxel volume.
-    centroid_mm : (float, float, float)
-        Centre of mass in patient LPS mm.
-    partial : bool
-        True if the body touches the edge of the scanned volume.
-    confidence : float
-        Mean class probability over the body (NaN without a confidence map).
-    rib_bearing : bool or None
-        Result of the rib check for this body (None if not checked).
-    bbox : tuple of 3 (start, stop) or None
-        Index ranges (stop exclusive) of the body's bounding box along each
-        array axis; lets later steps work on the body's crop.
-    """
-
-    level: str
-    label_id: int
-    source_class: int | None
-    slice_range: tuple[int, int]
-    z_range_mm: tuple[float, float]
-    height_mm: float
-    heights_mm: tuple[float, float, float]
-    n_voxels: int
-    volume_mm3: float
-    centroid_mm: tuple[float, float, float]
-    partial: bool
-    confidence: float = float("nan")
-    rib_bearing: bool | None = None
-    bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "level": self.level, "label_id": self.label_id, "source_class": self.source_class,
-            "slice_range": list(self.slice_range), "z_range_mm": list(self.z_range_mm),
-            "height_mm": self.height_mm, "heights_mm": list(self.heights_mm),
-            "n_voxels": self.n_voxels, "volume_mm3": self.volume_mm3,
-            "centroid_mm": list(self.centroid_mm), "partial": self.partial,
-            "confidence": None if np.isnan(self.confidence) else self.confidence,
-            "rib_bearing": self.rib_bearing,
-            "bbox": None if self.bbox is None else [list(b) for b in self.bbox],
-        }
-
-
-@dataclass(frozen=True, eq=False)
-class VertebraLabels:
-    """Per-level vertebral bodies, their geometry and the labelling QC.
-
-    Attributes
-    ----------
-    labels : LabelVolume
-        One label per body on the CT grid, VerSe ids, ``names`` = {level: id}.
-    levels : mapping of str to LevelInfo
-        In cranio-caudal order.
-    flags : tuple of QCFlag
-        Findings of the labelling (partial bodies, splits, dropped fragments,
-        missing classes, rib-check mismatches, ...).
-    rib_check : RibCheck or None
-        The rib check, if it ran.
-    """
-
-    labels: LabelVolume
-    levels: Mapping[str, LevelInfo]
-    flags: tuple[QCFlag, ...] = ()
-    rib_check: RibCheck | None = None
-
-    def __post_init__(self):
-        ordered = dict(sorted(dict(self.levels).items(), key=lambda kv: level_index(kv[0])))
-        object.__setattr__(self, "levels", types.MappingProxyType(ordered))
-        object.__setattr__(self, "flags", tuple(self.flags))
-
-    def mask(self, level: str) -> np.ndarray:
-        """Boolean mask of one body; raises ``KeyError`` if the level is absent."""
-        if level not in self.levels:
-            raise KeyError(f"level {level!r} is not labelled; labelled levels are {list(self.levels)}")
-        return self.labels.labels == self.levels[level].label_id
-
-    def __repr__(self) -> str:
-        partial = [k for k, v in self.levels.items() if v.partial]
-        return (f"VertebraLabels(levels={list(self.levels)}, partial={partial}, "
-                f"flags={[str(f) for f in self.flags]})")
 
 
 # --------------------------------------------------------------------------- public functions
@@ -538,36 +357,6 @@ def level_steps(upper: str, lower: str) -> int:
     return rank(lower) - rank(upper)
 
 
-def _level_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
-    """Bounding box (index slices) of every nonzero id in `labels`.
-
-    One pass over the volume finds the box of all labels (a projection
-    along axis 0, no full-size temporary); the ids are then located inside
-    that box only, which on a CT is a small part of the volume.
-    """
-    labels = np.asarray(labels)
-    footprint = np.any(labels, axis=0)
-    if not footprint.any():
-        return {}
-    rows = np.nonzero(footprint.any(axis=1))[0]
-    cols = np.nonzero(footprint.any(axis=0))[0]
-    plane = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-    ks = np.nonzero(np.any(labels[(slice(None), *plane)], axis=(1, 2)))[0]
-    box = (slice(int(ks[0]), int(ks[-1]) + 1), *plane)
-    offset = [b.start for b in box]
-    # ids are >= 0 (LabelVolume checks it); find_objects lists ids 1..max
-    objects = ndi.find_objects(labels[box])
-    return {i: tuple(slice(b.start + o, b.stop + o) for b, o in zip(obj, offset))
-            for i, obj in enumerate(objects, start=1) if obj is not None}
-
-
-def _crop_of(labels: np.ndarray, lid: int, box, pad: int = 0) -> _Crop:
-    """The mask of id `lid` cropped to `box` (from :func:`_level_boxes`) grown by `pad` voxels."""
-    shape = labels.shape
-    grown = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(box, shape))
-    return _Crop(grown, np.asarray(labels[grown]) == lid, shape)
-
-
 def _whole_vertebrae(crops: Mapping[str, _Crop], bodies: Mapping[str, _Crop], min_voxels: float) -> bool:
     """True if the masks are whole vertebrae: isolation removes > 15 % of the median level.
 
@@ -577,88 +366,6 @@ def _whole_vertebrae(crops: Mapping[str, _Crop], bodies: Mapping[str, _Crop], mi
     names = [n for n, c in crops.items() if not c.touches_edge() and c.mask.sum() >= min_voxels] or list(crops)
     removed = [1.0 - bodies[n].mask.sum() / max(crops[n].mask.sum(), 1) for n in names]
     return float(np.median(removed)) > 0.15
-
-
-def _is_level(name: str) -> bool:
-    try:
-        level_index(name)
-    except KeyError:
-        return False
-    return True
-
-
-def _check_grid(volume, labels, what: str) -> None:
-    if not isinstance(volume, CTVolume):
-        raise TypeError(f"volume must be a CTVolume, got {type(volume).__name__}")
-    if not isinstance(labels, LabelVolume):
-        raise TypeError(f"{what} must be a LabelVolume, got {type(labels).__name__}")
-    if not same_grid(volume, labels):
-        differs = "shape" if labels.shape != volume.shape else "affine"
-        raise GeometryError(f"{what} must lie on the CT's grid (shape {volume.shape}); got shape "
-                            f"{labels.shape} (different {differs}); resample them with "
-                            "bmdqct.preprocess.resample_like(labels, ct)")
-
-
-def _bbox(mask: np.ndarray, pad=(0, 0, 0)) -> tuple[slice, ...]:
-    out = []
-    for axis, p in enumerate(pad):
-        other = tuple(a for a in range(3) if a != axis)
-        idx = np.nonzero(mask.any(axis=other))[0]
-        out.append(slice(max(int(idx[0]) - p, 0), min(int(idx[-1]) + 1 + p, mask.shape[axis])))
-    return tuple(out)
-
-
-def _disc_element(radius_mm: float, spacing) -> np.ndarray:
-    ry = max(int(np.floor(radius_mm / spacing[1])), 1)
-    rx = max(int(np.floor(radius_mm / spacing[2])), 1)
-    yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
-    disc = (yy * spacing[1]) ** 2 + (xx * spacing[2]) ** 2 <= radius_mm ** 2 + 1e-9
-    return disc[None]
-
-
-class _Crop:
-    """A mask stored as its bounding box inside a grid of `shape`."""
-
-    __slots__ = ("box", "mask", "shape")
-
-    def __init__(self, box, mask, shape):
-        self.box = tuple(box)
-        self.mask = mask
-        self.shape = tuple(shape)
-
-    @property
-    def offset(self) -> np.ndarray:
-        return np.array([b.start for b in self.box], dtype=np.float64)
-
-    def full(self) -> np.ndarray:
-        out = np.zeros(self.shape, bool)
-        out[self.box] = self.mask
-        return out
-
-    def centroid(self) -> np.ndarray:
-        """Centre of mass in full-grid voxel indices."""
-        return np.array(ndi.center_of_mass(self.mask)) + self.offset
-
-    def edge_sides(self) -> tuple[bool, bool]:
-        """(touches the inferior end, touches the superior end) of the scan."""
-        lo = self.box[0].start == 0 and self.mask[0].any()
-        hi = self.box[0].stop == self.shape[0] and self.mask[-1].any()
-        return bool(lo), bool(hi)
-
-    def touches_edge(self) -> bool:
-        for axis in range(3):
-            first = [slice(None)] * 3
-            last = [slice(None)] * 3
-            first[axis], last[axis] = 0, -1
-            if self.box[axis].start == 0 and self.mask[tuple(first)].any():
-                return True
-            if self.box[axis].stop == self.shape[axis] and self.mask[tuple(last)].any():
-                return True
-        return False
-
-
-def _area_profile(mask: np.ndarray) -> np.ndarray:
-    return mask.sum(axis=(1, 2)).astype(np.float64)
 
 
 def _fwhm_length(profile: np.ndarray, dz: float) -> float:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._agreement_common import _check_confidence, _check_varies, _fisher_ci, _interval, _paired, _t, _z
+from ._common import _check_confidence, _check_varies, _fisher_ci, _interval, _paired, _t, _z
 
 __all__ = [
     "RegressionResult",

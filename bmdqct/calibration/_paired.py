@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._calibration_core import Calibration, normalize_mineral
-from .errors import CalibrationError
+from ._core import Calibration, normalize_mineral
+from ..errors import CalibrationError
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._agreement_common import _check_confidence, _check_count, _interval, _ragged
+from ._common import _check_confidence, _check_count, _interval, _ragged
 
 logger = logging.getLogger("bmdqct.agreement")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 # Light (numpy only; scipy, pandas and statsmodels load inside the functions that use them).
-from .calibration import ASSIGNMENTS, DRIFT_TOLERANCE_MG_CM3, MINERALS, PHANTOMS
+from ..calibration import ASSIGNMENTS, DRIFT_TOLERANCE_MG_CM3, MINERALS, PHANTOMS
 
 
 def register(commands, common) -> None:
@@ -92,8 +92,8 @@ def _overrides(args) -> dict:
 def _run_calibrate(args) -> int:
     from pathlib import Path
 
-    from .calibration import add_to_store, calibrate_phantom, read_certificate
-    from .io import load_ct
+    from ..calibration import add_to_store, calibrate_phantom, read_certificate
+    from ..io import load_ct
 
     cert = read_certificate(args.certificate)
     volume = load_ct(args.scan, series_uid=args.series_uid)  # read once: the fit and the plot use it
@@ -115,7 +115,7 @@ def _run_calibrate(args) -> int:
     if args.plot:
         from matplotlib.figure import Figure
 
-        from .plotting.calibration import plot_phantom_fit, plot_rod_rois
+        from ..plotting.calibration import plot_phantom_fit, plot_rod_rois
 
         fig = Figure(figsize=(12, 5.5), layout="constrained")
         left, right = fig.subplots(1, 2)
@@ -128,8 +128,8 @@ def _run_calibrate(args) -> int:
 
 
 def _run_history(args) -> int:
-    from .calibration import calibration_history, read_store
-    from .errors import CalibrationError
+    from ..calibration import calibration_history, read_store
+    from ..errors import CalibrationError
 
     if not read_store(args.store):
         raise CalibrationError(f"calibration store {args.store} holds no calibrations (or does not exist)")
@@ -155,7 +155,7 @@ def _run_history(args) -> int:
     if args.plot:
         from pathlib import Path
 
-        from .plotting.calibration import plot_calibration_history
+        from ..plotting.calibration import plot_calibration_history
 
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_calibration_history(table).savefig(args.plot, dpi=110)
@@ -164,8 +164,8 @@ def _run_history(args) -> int:
 
 
 def _run_select(args) -> int:
-    from .calibration import select_calibration
-    from .io import load_ct
+    from ..calibration import select_calibration
+    from ..io import load_ct
 
     volume = load_ct(args.scan, series_uid=args.series_uid)
     cal = select_calibration(args.store, volume.metadata, window_days=args.window_days, fallback=args.fallback,
@@ -178,8 +178,8 @@ def _run_select(args) -> int:
 
 
 def _run_paired(args) -> int:
-    from .calibration import fit_paired_table
-    from .errors import CalibrationError
+    from ..calibration import fit_paired_table
+    from ..errors import CalibrationError
 
     metadata = _overrides(args)
     fits = fit_paired_table(args.measured, args.reference, levels=args.levels, on=args.on, mineral=args.mineral,

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import types
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from .levels import level_index
-from .volume import CTVolume, LabelVolume
+from ..levels import level_index
+from ..qc import QCFlag
+from ..volume import CTVolume, LabelVolume
+from ._geometry import _area_profile, _bbox, _check_grid, _crop_of, _disc_element, _is_level, _level_boxes
+from ._types import RibCheck, VertebraLabels
 
 __all__ = ["RibCheck", "check_rib_levels"]
 
@@ -38,41 +39,6 @@ _RIB_ENTRY_MM = 15.0      # ribs are followed from this far beyond the lateral w
 # processes 15-24 mm with at most 530 mm3; TotalSegmentator's L2 (ts_abdomen_3mm) 18 mm, 700 mm3.
 _SHORT_RIB_REACH_MM = 20.0
 _RIB_HEAD_MM3 = 650.0
-
-
-@dataclass(frozen=True)
-class RibCheck:
-    """Independent check of the level names from the ribs seen in the CT.
-
-    Attributes
-    ----------
-    rib_bearing : mapping of str to bool
-        For each checked body, whether ribs attach to it (a body cut by the
-        scan's edge is listed only if ribs were found on it).
-    lowest_rib_level : str or None
-        Name the labels gave to the lowest body with ribs (None if no checked
-        body has ribs).
-    consistent : bool or None
-        True if that body is T12 and the body below it (if labelled) has no
-        ribs; None if the check cannot decide (T12/L1 not both checkable).
-    reach_mm : mapping of str to (float, float)
-        Lateral reach (right, left) of the ribs leaving each body's level, in
-        mm beyond the body's lateral wall.
-    head_mm3 : mapping of str to float
-        Bone beside the posterior half of each body (rib heads), mm³.
-    """
-
-    rib_bearing: Mapping[str, bool]
-    lowest_rib_level: str | None
-    consistent: bool | None
-    reach_mm: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    head_mm3: Mapping[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"rib_bearing": dict(self.rib_bearing), "lowest_rib_level": self.lowest_rib_level,
-                "consistent": self.consistent,
-                "reach_mm": {k: [round(x, 1) for x in v] for k, v in self.reach_mm.items()},
-                "head_mm3": {k: round(v, 1) for k, v in self.head_mm3.items()}}
 
 
 def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
@@ -141,8 +107,6 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
     >>> dict(rc.rib_bearing), rc.lowest_rib_level, rc.consistent, rc.reach_mm["T12"]
     ({'T12': True, 'L1': False}, 'T12', True, (56.0, 56.0))
     """
-    # the labelling's helpers (imported here: bmdqct.labeling imports this module)
-    from .labeling import VertebraLabels, _check_grid, _crop_of, _is_level, _level_boxes
 
     if isinstance(labels, VertebraLabels):
         lab = labels.labels
@@ -220,7 +184,6 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
     the next vertebra is not counted there. The reach is the largest lateral
     extent of such a structure.
     """
-    from .labeling import _area_profile, _bbox, _disc_element
 
     mask = body.mask
     k_off, j_off, c_off = (int(v) for v in body.offset)
@@ -311,7 +274,6 @@ def _nearer_other(z: int, own_centre: float, others) -> bool:
 
 def _rib_flags(rib: RibCheck) -> list:
     """The ``rib_mismatch`` QC flag of an inconsistent rib check (none if consistent or undecided)."""
-    from .labeling import QCFlag
 
     if rib.consistent is not False:
         return []

@@ -52,7 +52,7 @@ def _info(volume) -> dict:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from .io import load_ct
+    from ..io import load_ct
 
     info = _info(load_ct(args.path, series_uid=args.series_uid))
     if args.json:
@@ -69,7 +69,7 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def _run_series(args: argparse.Namespace) -> int:
-    from .io import list_series
+    from ..io import list_series
 
     series = list_series(args.path)
     rows = [{"uid": s.uid, "modality": s.modality, "n_slices": s.n_slices, "n_files": s.n_files,

@@ -56,8 +56,8 @@ def _run_synth(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .io import write_nifti
-    from .synthetic import synthesize_cohort
+    from ..io import write_nifti
+    from ..synthetic import synthesize_cohort
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

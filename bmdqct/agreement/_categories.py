@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._agreement_common import _check_confidence, _check_count, _interval, _z
-from ._agreement_diagnostic import Proportion, proportion
-from .errors import GeometryError
+from ._common import _check_confidence, _check_count, _interval, _z
+from ._diagnostic import Proportion, proportion
+from ..errors import GeometryError
 
 __all__ = [
     "ConfusionMatrix",
@@ -213,7 +213,7 @@ def cohens_kappa(reference, test, *, weights: str | None = None,
 
 
 def _label_array(labels, name: str) -> tuple[np.ndarray, dict[int, str]]:
-    from .volume import LabelVolume
+    from ..volume import LabelVolume
 
     if isinstance(labels, LabelVolume):
         return labels.labels, {v: k for k, v in labels.names.items()}
@@ -224,7 +224,7 @@ def _label_array(labels, name: str) -> tuple[np.ndarray, dict[int, str]]:
 
 
 def _check_grids(reference, predicted, ref: np.ndarray, pred: np.ndarray, what: str) -> None:
-    from .volume import LabelVolume, same_grid
+    from ..volume import LabelVolume, same_grid
 
     if ref.shape != pred.shape:
         raise GeometryError(f"{what}: reference and predicted labels must be on the same grid; got shapes "
