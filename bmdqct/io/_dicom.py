@@ -1,4 +1,4 @@
-"""DICOM reading behind :mod:`bmdqct.io._read` (private; use ``bmdqct.io._read``).
+"""DICOM reading behind :mod:`bmdqct.io` (private; use ``bmdqct.io``).
 
 Reading happens in two passes over the files:
 
@@ -47,7 +47,7 @@ import numpy as np
 from ..errors import DicomSeriesError, InputError
 from ..volume import CTVolume
 
-logger = logging.getLogger("bmdqct.io._read")
+logger = logging.getLogger("bmdqct.io")
 
 #: Values at or below this cannot be tissue or air (air is -1000 HU); scanners write their
 #: outside-field-of-view padding there (-2000, -2048, -3024, -3072, -32768 HU).
@@ -294,7 +294,7 @@ def list_series(path) -> list[SeriesInfo]:
     --------
     >>> import tempfile, numpy as np
     >>> from bmdqct.volume import CTVolume
-    >>> from bmdqct.io._read import write_dicom_series
+    >>> from bmdqct.io import write_dicom_series
     >>> vol = CTVolume.from_spacing(np.zeros((3, 4, 5)), spacing=(2.0, 0.5, 0.5))
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     _ = write_dicom_series(vol, tmp, series_uid="1.2.3.4")

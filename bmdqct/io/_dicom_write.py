@@ -1,4 +1,4 @@
-"""DICOM writing behind :mod:`bmdqct.io._read` (private; use ``bmdqct.io.write_dicom_series``)."""
+"""DICOM writing behind :mod:`bmdqct.io` (private; use ``bmdqct.io.write_dicom_series``)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def write_dicom_series(volume: CTVolume, folder, *, series_uid: str | None = Non
     Examples
     --------
     >>> import tempfile, numpy as np
-    >>> from bmdqct.io._read import load_ct
+    >>> from bmdqct.io import load_ct
     >>> vol = CTVolume.from_spacing(np.arange(24.0).reshape(2, 3, 4), spacing=(2.5, 0.7, 0.7))
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     back = load_ct(write_dicom_series(vol, tmp, KVP=100.0))
