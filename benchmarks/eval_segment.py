@@ -10,7 +10,10 @@ Synthetic (seeds never used in training; training uses 10000+, validation 900+):
     — the "vertebral-body Dice";
   * class correctness: the majority predicted class inside each true T1-L2 body;
   * names after labelling (bmdqct.labeling.label_vertebrae) for T12, L1, L2.
-Real (never used in training):
+``--config heldout`` draws each scan from :func:`bmdqct.synthetic.heldout_options`
+(anatomy ranges and appearance families that no training run uses).
+Real (ts_abdomen_3mm and verse_lumbar_crop are training scans for the transfer
+fine-tune, benchmarks/training/transfer-r1: their figures are training-set figures):
   * ts_abdomen_3mm: Dice per level (T12, L1, L2) against TotalSegmentator's
     vertebra labels intersected with its vertebral-body mask;
   * lidc_0314_chest: thoracic bodies found, and whether their classes and names
@@ -33,18 +36,21 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * np.logical_and(a, b).sum() / denom) if denom else float("nan")
 
 
-def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None) -> dict:
+def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="default") -> dict:
     from bmdqct.labeling import label_vertebrae
     from bmdqct.levels import segmentation_class
     from bmdqct.segment import segment_spine
-    from bmdqct.synthetic import synthesize_ldct
+    from bmdqct.synthetic import heldout_options, synthesize_ldct
 
     rng = np.random.default_rng(0)
     class_dice = {1: [], 2: [], 3: []}
     body_dice, class_ok, names_ok, seconds = [], [], [], []
     for seed in seeds:
-        options = {"cranial": "C7", "caudal": "L3"}
-        options["slice_mm"] = slice_mm or float(rng.choice([1.0, 1.25, 2.0, 2.5]))
+        if config == "heldout":  # the configuration no training run draws from
+            options = heldout_options(np.random.default_rng([seed, 11]))
+        else:
+            options = {"cranial": "C7", "caudal": "L3"}
+            options["slice_mm"] = slice_mm or float(rng.choice([1.0, 1.25, 2.0, 2.5]))
         if pixel_mm:
             options["pixel_mm"] = pixel_mm
         ct, truth = synthesize_ldct(seed, **options)
@@ -164,6 +170,8 @@ def main(argv=None) -> None:
                         help="held-out synthetic scans (0: real scans only)")
     parser.add_argument("--seed-start", type=int, default=50000)
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--config", default="default", choices=["default", "heldout"],
+                        help="synthetic configuration: C7-L3 defaults or heldout_options")
     args = parser.parse_args(argv)
 
     from bmdqct.segment import load_model
@@ -183,7 +191,8 @@ def main(argv=None) -> None:
 
 def _print_synthetic(model, args) -> None:
     print(f"held-out synthetic scans, seeds {args.seed_start}-{args.seed_start + args.n - 1}:")
-    syn = evaluate_synthetic(model, range(args.seed_start, args.seed_start + args.n))
+    syn = evaluate_synthetic(model, range(args.seed_start, args.seed_start + args.n),
+                             config=args.config)
     print(f"  class Dice: T1-T6 {syn['class_dice'][1]:.3f}, T7-T12 {syn['class_dice'][2]:.3f}, "
           f"L1-L2 {syn['class_dice'][3]:.3f}")
     print(f"  vertebral-body Dice: mean {syn['body_dice_mean']:.3f} (min {syn['body_dice_min']:.3f}) "

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from ._util import atomic_write, atomic_write_text, json_safe, package_versions
 from .classify import ACR_THRESHOLDS_MG_CM3, DEFAULT_SUBSTITUTES, BMDCategory, Diagnosis, diagnose, select_levels
 from .errors import CalibrationError, GeometryError, InputError, LabelingError, MeasurementError
 from .qc import QCFlag
@@ -283,7 +284,7 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
             levels: Sequence[str] = ("T12", "L1", "L2"), protocol: VOIProtocol = DEFAULT_VOI_PROTOCOL,
             thresholds: Sequence[float] = ACR_THRESHOLDS_MG_CM3, convention: str = "acr",
             substitutes: Mapping[str, Sequence[str]] = DEFAULT_SUBSTITUTES,
-            calibration_window_days: int = 60, case: str | None = None,
+            calibration_window_days: int = 60, calibration_fallback=None, case: str | None = None,
             progress: bool = False) -> Result:
     """Measure trabecular BMD of T12, L1, L2 in a CT and classify the L1–L2 mean.
 
@@ -322,6 +323,11 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
         Substitution order for L1 and L2 (:func:`bmdqct.classify.diagnose`).
     calibration_window_days : int, optional
         Oldest store calibration accepted, days before the scan.
+    calibration_fallback : optional
+        What a calibration store does when no calibration qualifies: the
+        `fallback` of :func:`~bmdqct.calibration.select_calibration`
+        (``"nearest-after"``, ``"nearest"``, ``"latest-before"``, a
+        Calibration or a calibration file). Ignored without a store.
     case : str, optional
         Name of the case in the result (default: the input's file stem).
     progress : bool, optional
@@ -367,10 +373,11 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
         case = _case_name(source) if source else None
     for name in levels:
         level_index(name)  # validates names
-    flags: list[QCFlag] = []
+    flags: list[QCFlag] = [QCFlag(code, None, message)  # reader's findings (bmdqct.io)
+                           for code, message in volume.metadata.get("input_flags") or ()]
 
     t = time.perf_counter()
-    cal = _as_calibration(calibration, volume, calibration_window_days)
+    cal = _as_calibration(calibration, volume, calibration_window_days, calibration_fallback)
     if cal is None:
         flags.append(QCFlag("no_calibration", None, "no calibration given: HU only, no BMD and no category"))
     timings["calibration_s"] = time.perf_counter() - t
@@ -416,7 +423,7 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
         "input": source,
         "scan": {k: volume.metadata.get(k) for k in ("manufacturer", "model", "device_serial", "station",
                                                      "kvp", "study_date", "kernel", "slice_thickness_mm",
-                                                     "series_uid", "format")},
+                                                     "series_uid", "format", "series_choice")},
         "grid": {"shape": list(volume.shape), "spacing_mm": list(volume.spacing),
                  "orientation": "".join(volume.orientation)},
         "model_id": model_id,
@@ -520,7 +527,7 @@ def _case_name(source) -> str:
     return name
 
 
-def _as_calibration(calibration, volume: CTVolume, window_days: int):
+def _as_calibration(calibration, volume: CTVolume, window_days: int, fallback=None):
     if calibration is None:
         return None
     from .calibration import Calibration, read_calibration, select_calibration
@@ -530,7 +537,7 @@ def _as_calibration(calibration, volume: CTVolume, window_days: int):
     if isinstance(calibration, (str, os.PathLike)):
         path = Path(calibration)
         if path.is_dir():
-            return select_calibration(path, volume.metadata, window_days=window_days)
+            return select_calibration(path, volume.metadata, window_days=window_days, fallback=fallback)
         if not path.exists():
             raise CalibrationError(f"calibration {path} does not exist; expected a calibration JSON file "
                                    "or a calibration store folder")
@@ -679,15 +686,7 @@ _PACKAGES = ("numpy", "scipy", "scikit-image", "nibabel", "SimpleITK")
 
 def _versions(names=_PACKAGES) -> dict:
     """Installed version of each package in `names` (None if absent)."""
-    from importlib import metadata
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return package_versions(names)
 
 
 def _replace(m: LevelMeasurement, **changes) -> LevelMeasurement:
@@ -707,47 +706,8 @@ def _unique(flags):
     return out
 
 
-def _json_safe(value):
-    """Convert numpy scalars, tuples, NaN and mappings into plain JSON values."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, BMDCategory):
-        return value.value
-    if value is None or isinstance(value, (str, int)):
-        return value
-    return str(value)
+_json_safe = json_safe
 
 
-def _atomic_write(path: Path, write) -> Path:
-    """Call ``write(tmp)`` with a temporary path beside `path`, then rename it to `path`.
-
-    The temporary name keeps the file's suffix (writers choose the format
-    from it); a reader never sees a half-written `path`, and a failed write
-    leaves nothing behind.
-    """
-    path = Path(path)
-    name = path.name
-    suffix = next((s for s in _INPUT_SUFFIXES + (".png", ".json", ".csv") if name.lower().endswith(s)), "")
-    tmp = path.with_name(f".{name[: len(name) - len(suffix)]}.tmp{os.getpid()}{suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    return _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+_atomic_write = atomic_write
+_atomic_write_text = atomic_write_text

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .io._read import HU_AIR, _resample_volume  # noqa: F401  (HU_AIR: used in examples)
+from ._grid import HU_AIR, resample_volume  # noqa: F401  (HU_AIR: used in examples)
 from .volume import CTVolume, LabelVolume
 
 __all__ = ["resample", "resample_like", "clip_hu"]
@@ -79,7 +79,7 @@ def resample(volume_or_labels, spacing_mm: float | Sequence[float], *, order: in
     affine[:3, 3] = volume_or_labels.affine[:3, 3] + directions @ start
     logger.debug("resample %s -> shape %s at %s mm", volume_or_labels, tuple(shape),
                  tuple(spacing))
-    return _resample_volume(volume_or_labels, affine, tuple(shape), order=order)
+    return resample_volume(volume_or_labels, affine, tuple(shape), order=order)
 
 
 def resample_like(volume_or_labels, like, *, order: int | None = None,
@@ -118,7 +118,7 @@ def resample_like(volume_or_labels, like, *, order: int | None = None,
     """
     if not isinstance(like, (CTVolume, LabelVolume)):
         raise TypeError(f"like must be a CTVolume or LabelVolume, got {type(like).__name__}")
-    return _resample_volume(volume_or_labels, like.affine, like.shape, order=order, fill=fill)
+    return resample_volume(volume_or_labels, like.affine, like.shape, order=order, fill=fill)
 
 
 def clip_hu(volume: CTVolume, low_hu: float, high_hu: float) -> CTVolume:

@@ -157,3 +157,30 @@ def test_agreement_command_refuses_disjoint_ids_and_duplicates(tmp_path, rng, ca
         code = main(["agreement", "--ours", str(tmp_path / name), "--reference", str(tmp_path / "reference.csv"),
                      "-o", str(tmp_path / "R"), "--no-figures"])
         assert code == 1 and match in capsys.readouterr().err
+
+
+def test_agreement_command_accepts_a_reference_with_only_the_l1_l2_value(tmp_path, rng, capsys):
+    reference, ours = _cohort(rng, n=40)
+    reference = reference[["case", "bmd_l1_l2_mg_cm3"]]        # no per-level columns
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    ours.to_csv(tmp_path / "results.csv", index=False)
+    out = tmp_path / "R"
+    assert main(["agreement", "--ours", str(tmp_path / "results.csv"), "--reference",
+                 str(tmp_path / "reference.csv"), "-o", str(out), "--no-figures"]) == 0
+    assert "40 matched cases" in capsys.readouterr().out
+    table2 = pd.read_csv(out / "table2_diagnostic.csv", index_col="name")
+    acc = A.threshold_accuracy(reference["bmd_l1_l2_mg_cm3"], ours["bmd_l1_l2_mg_cm3"], task=A.LOW_BMD)
+    row = table2.loc["low BMD | All"]
+    assert (row["tp"], row["fn"], row["fp"], row["tn"]) == (acc.tp, acc.fn, acc.fp, acc.tn)
+    # an explicitly requested level the reference lacks is still an error naming the column
+    assert main(["agreement", "--ours", str(tmp_path / "results.csv"), "--reference",
+                 str(tmp_path / "reference.csv"), "-o", str(out), "--no-figures", "--levels", "L1"]) == 1
+    assert "no column 'L1_bmd_mg_cm3'" in capsys.readouterr().err
+
+
+def test_roc_legend_says_when_the_auc_ci_cannot_be_trusted(close_figures):
+    # 3 positives, perfectly separated: DeLong gives the zero-width 1.000-1.000
+    roc = A.roc_analysis([1, 1, 1, 0, 0, 0, 0, 0], [0.9, 0.8, 0.7, 0.3, 0.2, 0.4, 0.1, 0.5])
+    assert roc.auc == 1.0
+    text = plot_roc(roc).get_legend().get_texts()[0].get_text()
+    assert "AUC 1.000 (CI not reliable with 3 positive)" in text and "1.000–1.000" not in text

@@ -145,17 +145,20 @@ def test_lidc_slabs_padding(real_data, patient, n, spacing, padding_hu, padding_
     assert ct.metadata["manufacturer"] == "GE MEDICAL SYSTEMS" and ct.metadata["kvp"] == 120.0
 
 
-def test_lidc_slabs_folder_picks_largest_series(real_data, caplog):
-    with caplog.at_level(logging.INFO, logger="bmdqct"):
-        ct = load_ct(real_data / "lidc_slabs")
-    assert ct.shape[0] == 16
-    assert "3 series found" in caplog.text and "12 slices" in caplog.text
-    assert "different PatientIDs" in caplog.text
+def test_lidc_slabs_folder_of_three_patients_is_refused(real_data):
+    """lidc_slabs holds series of LIDC-IDRI-0001/0002/0003: refused unless series_uid chooses."""
+    with pytest.raises(DicomSeriesError, match=r"lidc_slabs: the folder holds series of 3 different "
+                                               r"patients \(PatientID LIDC-IDRI-0001, .*--series"):
+        load_ct(real_data / "lidc_slabs")
     series = list_series(real_data / "lidc_slabs")
     assert [s.n_slices for s in series] == [16, 12, 11]
-    assert all(s.modality == "CT" and s.plane == "axial" for s in series)
+    assert all(s.modality == "CT" and s.plane == "axial" and s.kind == "image" for s in series)
+    assert [s.patient_id for s in series] == ["LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003"]
     other = load_ct(real_data / "lidc_slabs", series_uid=series[2].uid)
     assert other.shape == (11, 512, 512) and other.metadata["series_uid"] == series[2].uid
+    # chosen explicitly: no "series_chosen" flag, the choice is still recorded
+    assert other.metadata["input_flags"] == ()
+    assert "chosen by series_uid among 3 series" in other.metadata["series_choice"]
 
 
 def test_lidc_chest_geometry_and_metadata(real_data, lidc_chest):
@@ -693,3 +696,213 @@ def test_multiframe_rescale_of_zero_is_not_overridden(tmp_path):
     ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
     ds.save_as(folder / "ct.dcm")
     np.testing.assert_array_equal(load_ct(folder / "ct.dcm").hu, vol.hu + 1000.0)
+
+
+# --------------------------------------------------------------------------- issue 12: real-world input
+
+
+def test_siemens_j2k_series_reads_with_true_geometry(real_data):
+    """The anonymised Siemens JPEG 2000 series stores SeriesInstanceUID with length 0; it is
+    grouped by its other tags and must match SimpleITK's GDCM series reader voxel for voxel."""
+    folder = real_data / "ts_siemens_j2k_dicom"
+    ct = load_ct(folder)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), ""))
+    image = reader.Execute()
+    ref = to_canonical(CTVolume(sitk.GetArrayFromImage(image).astype(np.float32),
+                                _itk_affine(image)))
+    assert ct.shape == ref.shape == (20, 512, 512)
+    np.testing.assert_allclose(ct.affine, ref.affine, atol=1e-6)
+    np.testing.assert_array_equal(ct.hu, ref.hu)
+    assert ct.spacing == pytest.approx((2.0, 0.9765625, 0.9765625))
+    assert ct.metadata["series_uid"] is None and ct.metadata["manufacturer"] == "SIEMENS"
+    assert [code for code, _ in ct.metadata["input_flags"]] == ["series_uid_missing"]
+    [info] = list_series(folder)
+    assert info.uid_missing and info.n_slices == 20
+
+
+def _itk_affine(image):
+    from bmdqct.io._read import _itk_affine as affine
+
+    return affine(image)
+
+
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEGLSLossless", "JPEG2000Lossless"])
+def test_compressed_series_encoded_by_pydicom(tmp_path, syntax):
+    """Lossless transfer syntaxes pydicom can encode (RLE natively, JPEG-LS with pyjpegls,
+    JPEG 2000 with pylibjpeg-openjpeg) read identically to the plain slices."""
+    import pydicom.uid
+
+    uid = getattr(pydicom.uid, syntax)
+    vol = ramp_ct(shape=(4, 64, 64))  # J2K needs >= 32 px per side
+    folder = write_dicom_series(vol, tmp_path)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        try:
+            ds.compress(uid)
+        except RuntimeError as err:  # encoder plug-in not installed
+            pytest.skip(f"no pydicom encoder for {uid.name}: {err}")
+        ds.save_as(path)
+    assert pydicom.dcmread(next(folder.iterdir())).file_meta.TransferSyntaxUID == uid
+    np.testing.assert_array_equal(load_ct(folder).hu, vol.hu)
+
+
+@pytest.mark.parametrize("option", ["--j2k", "--jpegls", "--jpeg", "--rle"])
+def test_compressed_series_made_by_gdcmconv(tmp_path, option):
+    """gdcmconv (Debian libgdcm-tools) output: lossless J2K, JPEG-LS, JPEG process 14, RLE."""
+    import subprocess
+
+    gdcmconv = shutil.which("gdcmconv")
+    if gdcmconv is None:
+        pytest.skip("gdcmconv not installed (apt-get install libgdcm-tools)")
+    vol = ramp_ct(shape=(4, 64, 64))  # J2K needs >= 32 px per side
+    folder = write_dicom_series(vol, tmp_path / "plain")
+    out = tmp_path / "compressed"
+    out.mkdir()
+    for path in sorted(folder.iterdir()):
+        args = [gdcmconv, option] + (["--lossless"] if option in ("--j2k", "--jpegls") else [])
+        subprocess.run(args + [str(path), str(out / path.name)], check=True)
+    syntax = pydicom.dcmread(out / "00000.dcm").file_meta.TransferSyntaxUID
+    assert syntax.is_compressed
+    np.testing.assert_array_equal(load_ct(out).hu, vol.hu)
+
+
+def test_missing_codec_names_the_package(tmp_path, monkeypatch):
+    from pydicom.uid import JPEG2000Lossless
+
+    from bmdqct.io._dicom import codec_hint
+
+    vol = ramp_ct(shape=(3, 64, 64))
+    folder = write_dicom_series(vol, tmp_path)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.compress(JPEG2000Lossless)
+        ds.save_as(path)
+
+    def no_decoder(*args, **kwargs):
+        raise RuntimeError("no plugin")
+
+    def no_gdcm(self):
+        raise RuntimeError("GDCM cannot decode")
+
+    monkeypatch.setattr(pydicom.pixels, "pixel_array", no_decoder)
+    monkeypatch.setattr(sitk.ImageFileReader, "Execute", no_gdcm)
+    with pytest.raises(DicomSeriesError, match=r"00000\.dcm: cannot decode.*pip install pylibjpeg "
+                                               r"pylibjpeg-openjpeg"):
+        load_ct(folder)
+    assert "pylibjpeg-libjpeg" in codec_hint("1.2.840.10008.1.2.4.57")
+
+
+def test_empty_series_uid_verified_by_full_read(tmp_path):
+    """Files with an empty SeriesInstanceUID form one series keyed by their other tags."""
+    vol = ramp_ct(shape=(4, 6, 6))
+    folder = write_dicom_series(vol, tmp_path)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = ""
+        ds.SOPInstanceUID = ""
+        ds.save_as(path)
+    back = load_ct(folder)
+    np.testing.assert_array_equal(back.hu, vol.hu)
+    assert back.metadata["input_flags"][0][0] == "series_uid_missing"
+
+
+def test_two_patients_refused_unless_series_chosen(tmp_path):
+    write_dicom_series(ramp_ct(shape=(5, 4, 4)), tmp_path / "a", series_uid="1.2.3.1", PatientID="P1")
+    write_dicom_series(ramp_ct(shape=(3, 4, 4)), tmp_path / "b", series_uid="1.2.3.2", PatientID="P2")
+    with pytest.raises(DicomSeriesError, match=r"2 different patients \(PatientID P1, P2\)"):
+        load_ct(tmp_path)
+    assert load_ct(tmp_path, series_uid="1.2.3.2").shape[0] == 3
+
+
+def test_interleaved_series_rule_skips_localizer_and_derived(tmp_path, caplog):
+    """Largest axial CT image series wins, never the (larger) localizer or derived series."""
+    folder = tmp_path / "mixed"
+    write_dicom_series(ramp_ct(shape=(9, 4, 4)), tmp_path / "loc", series_uid="1.2.3.1",
+                       ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    write_dicom_series(ramp_ct(shape=(8, 4, 4)), tmp_path / "der", series_uid="1.2.3.2",
+                       ImageType=["DERIVED", "SECONDARY", "AXIAL"])
+    write_dicom_series(ramp_ct(shape=(5, 4, 4)), tmp_path / "img", series_uid="1.2.3.3")
+    folder.mkdir()
+    for sub in ("loc", "der", "img"):  # interleaved in one folder
+        for path in (tmp_path / sub).iterdir():
+            shutil.move(path, folder / f"{sub}{path.name}")
+    with caplog.at_level(logging.WARNING, logger="bmdqct"):
+        ct = load_ct(folder)
+    assert ct.shape[0] == 5 and ct.metadata["series_uid"] == "1.2.3.3"
+    assert "never a localizer or derived series" in caplog.text
+    assert ct.metadata["input_flags"][0][0] == "series_chosen"
+    assert "1.2.3.3" in ct.metadata["series_choice"]
+
+
+def test_equally_eligible_series_are_refused(tmp_path):
+    write_dicom_series(ramp_ct(shape=(5, 4, 4)), tmp_path / "a", series_uid="1.2.3.1")
+    write_dicom_series(ramp_ct(shape=(5, 4, 4)), tmp_path / "b", series_uid="1.2.3.2")
+    with pytest.raises(DicomSeriesError, match=r"2 series are equally eligible.*--series"):
+        load_ct(tmp_path)
+
+
+def test_rescale_slope_zero_refused(tmp_path):
+    folder = write_dicom_series(ramp_ct(shape=(3, 4, 4)), tmp_path)
+    ds = pydicom.dcmread(folder / "00001.dcm")
+    ds.RescaleSlope = 0
+    ds.save_as(folder / "00001.dcm")
+    with pytest.raises(DicomSeriesError, match=r"00001\.dcm: RescaleSlope is .*0.*expected a positive"):
+        load_ct(folder)
+
+
+def test_missing_rescale_tags_flagged(tmp_path):
+    vol = ramp_ct(shape=(3, 4, 4))
+    folder = write_dicom_series(vol, tmp_path, RescaleIntercept=0.0)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.RescaleSlope, ds.RescaleIntercept
+        ds.save_as(path)
+    back = load_ct(folder)
+    np.testing.assert_array_equal(back.hu, vol.hu)
+    [(code, message)] = back.metadata["input_flags"]
+    assert code == "rescale_assumed" and "slope 1, intercept 0" in message
+
+
+def test_irregular_spacing_flagged(tmp_path):
+    vol = ramp_ct(shape=(6, 4, 4), spacing=(1.0, 1.0, 1.0))
+    folder = write_dicom_series(vol, tmp_path)
+    for name, z in (("00004.dcm", 34.5), ("00005.dcm", 36.0)):
+        ds = pydicom.dcmread(folder / name)
+        ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1], z]
+        ds.save_as(folder / name)
+    back = load_ct(folder)
+    [(code, message)] = back.metadata["input_flags"]
+    assert code == "irregular_spacing" and "1, 1.5 mm" in message
+
+
+def test_nifti_stored_as_hu_plus_1024_refused(tmp_path):
+    hu = np.full((20, 20, 20), -1000.0)
+    hu[4:16, 4:16, 4:16] = -100.0  # fat
+    hu[6:14, 6:14, 6:14] = 40.0  # soft tissue
+    vol = CTVolume.from_spacing(hu, spacing=(1, 1, 1))
+    assert load_ct(write_nifti(vol, tmp_path / "ok.nii.gz")).hu.min() == -1000
+    with pytest.raises(InputError, match=r"shifted\.nii\.gz: the values look like HU \+ 1024"):
+        load_ct(write_nifti(vol.with_hu(hu + 1024), tmp_path / "shifted.nii.gz"))
+
+
+@pytest.mark.parametrize("suffix", [".MHA", ".NII.GZ", ".NRRD", ".MHD"])
+def test_upper_case_suffixes(tmp_path, suffix):
+    vol = ramp_ct()
+    lower = tmp_path / ("ct" + suffix.lower())
+    if suffix == ".NII.GZ":
+        write_nifti(vol, lower)
+    else:
+        sitk.WriteImage(sitk.GetImageFromArray(vol.hu), str(lower))
+    upper = tmp_path / ("CT" + suffix)
+    shutil.move(lower, upper)
+    back = load_ct(upper)
+    assert back.shape == vol.shape
+
+
+def test_upper_case_dcm_files(tmp_path):
+    vol = ramp_ct(shape=(3, 4, 4))
+    folder = write_dicom_series(vol, tmp_path)
+    for path in list(folder.iterdir()):
+        path.rename(path.with_name(path.stem + ".DCM"))
+    np.testing.assert_array_equal(load_ct(folder).hu, vol.hu)

@@ -74,7 +74,7 @@ def test_measure_writes_every_output_on_the_input_grid(case_files, tmp_path, cap
     assert row["status"] == "ok" and row["category"] == "osteopenia" and row["levels_used"] == "L1+L2"
     assert float(row["L1_hu_mean"]) == pytest.approx(150.0) and float(row["T12_bmd_mg_cm3"]) == 118.0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"] == {"ok": 1, "failed": 0, "skipped": 0}
+    assert manifest["counts"] == {"ok": 1, "no_measurement": 0, "failed": 0, "skipped": 0}
     assert manifest["cases"][0]["calibration_id"].startswith("cal-")
     assert manifest["versions"]["numpy"] == np.__version__
 
@@ -95,11 +95,12 @@ def test_rerun_skips_finished_cases_and_a_failed_case_does_not_stop_the_run(case
     assert "broken: FAILED" in text and "spine: skipped" in text
     assert (out / "spine" / "result.json").stat().st_mtime_ns == stamp
     _, rows = _rows(out)
-    assert rows["spine"]["status"] == "skipped" and rows["spine"]["category"] == "osteopenia"
+    assert rows["spine"]["status"] == "ok" and rows["spine"]["category"] == "osteopenia"   # finished status kept
     assert rows["broken"]["status"] == "failed" and rows["broken"]["error"]
     assert "error" in json.loads((out / "broken" / "error.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"] == {"ok": 0, "failed": 1, "skipped": 1}
+    assert manifest["counts"] == {"ok": 0, "no_measurement": 0, "failed": 1, "skipped": 1}
+    assert [r["skipped"] for r in manifest["cases"]] == [False, True]
     assert len(manifest["history"]) == 1
     # ... and --overwrite measures again
     assert main(["measure", str(ct_path), "--labels", str(lab_path), "--overwrite", *args]) == 0
@@ -109,7 +110,8 @@ def test_rerun_skips_finished_cases_and_a_failed_case_does_not_stop_the_run(case
 
 
 def test_an_interrupted_write_leaves_no_partial_file(case_files, tmp_path, capsys, monkeypatch):
-    """The QC picture fails half-way: no qc.png, no temporary file, no result.json; a re-run measures."""
+    """The QC picture fails half-way: the case folder holds only error.json (no partial output); a re-run
+    measures."""
     import bmdqct.plotting.qc
 
     class Broken:
@@ -125,7 +127,8 @@ def test_an_interrupted_write_leaves_no_partial_file(case_files, tmp_path, capsy
     monkeypatch.setattr(bmdqct.plotting.qc, "plot_qc", lambda result, volume: Broken())
     assert main(args) == 1
     case = out / "spine"
-    assert sorted(p.name for p in case.iterdir()) == ["error.json", "labels.nii.gz", "voi.nii.gz"]
+    assert sorted(p.name for p in case.iterdir()) == ["error.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "results.csv", "spine"]   # no staging left
     assert "disk full" in json.loads((case / "error.json").read_text())["error"]
     _, rows = _rows(out)
     assert rows["spine"]["status"] == "failed" and "disk full" in rows["spine"]["error"]
@@ -222,13 +225,19 @@ def test_label_count_must_match_inputs(case_files, tmp_path, capsys):
     assert "one label map per INPUT" in capsys.readouterr().err
 
 
-def test_case_names_are_unique():
-    from pathlib import Path
+def test_missing_input_creates_no_output_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["measure", str(tmp_path / "nothing.nii.gz"), "-o", str(out), "--no-progress"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()
 
-    from bmdqct.cli._measure import _case_names
 
-    names = _case_names([Path("a/ct.nii.gz"), Path("b/ct.nii.gz"), Path("c/scan.mha"), Path("dicom/S1")])
-    assert names == ["a_ct", "b_ct", "scan", "S1"]
+def test_fallback_needs_a_store(case_files, tmp_path, capsys):
+    ct_path, lab_path, cal = case_files
+    assert main(["measure", str(ct_path), "-o", str(tmp_path / "out"), "--labels", str(lab_path),
+                 "--calibration", str(cal), "--fallback", "nearest"]) == 1
+    assert "--fallback applies to --calibration-store only" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- with the shipped model

@@ -12,7 +12,7 @@ interchangeable: conversion is explicit (:func:`convert_mineral`,
 
 from __future__ import annotations
 
-import datetime as _dt
+import difflib
 import hashlib
 import json
 import logging
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._util import iso_date
 from ..errors import CalibrationError
 
 logger = logging.getLogger(__name__)
@@ -161,6 +162,11 @@ def _conversion_line(source, target, *, kvp, method) -> tuple[float, float]:
     return 1.0 / k_to_ha[0], -k_to_ha[1] / k_to_ha[0]
 
 
+#: Slopes (mg/cm3 per HU) a calibration file may hold; outside, it is refused as absurd.
+#: Single-energy QCT phantom slopes are about 0.6-1.2 (K2HPO4 and HA, 80-140 kV).
+SLOPE_RANGE_MG_CM3_PER_HU = (0.1, 5.0)
+
+
 def _is_finite_number(value) -> bool:
     """True for a finite real number that is not a bool (what a JSON number field must hold)."""
     return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
@@ -220,19 +226,11 @@ def _thaw(value):
 
 def _iso_date(value, what: str = "date") -> str | None:
     """ISO ``YYYY-MM-DD`` from an ISO string, a DICOM ``YYYYMMDD``, a date or datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, _dt.datetime):
-        return value.date().isoformat()
-    if isinstance(value, _dt.date):
-        return value.isoformat()
-    text = str(value).strip()
-    for fmt in ("%Y-%m-%d", "%Y%m%d"):
-        try:
-            return _dt.datetime.strptime(text[:10] if fmt == "%Y-%m-%d" else text[:8], fmt).date().isoformat()
-        except ValueError:
-            continue
-    raise CalibrationError(f"{what} must be an ISO date 'YYYY-MM-DD' (or DICOM 'YYYYMMDD'); got {value!r}")
+    try:
+        return iso_date(value)
+    except ValueError:
+        raise CalibrationError(f"{what} must be an ISO date 'YYYY-MM-DD' (or DICOM 'YYYYMMDD'); "
+                               f"got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -477,17 +475,35 @@ class Calibration:
             value = data[name]
             if not _is_finite_number(value):
                 raise CalibrationError(f"{where}: field {name!r} must be a finite number, got {value!r}")
+        slope = float(data["slope"])
+        if slope > 0 and not SLOPE_RANGE_MG_CM3_PER_HU[0] <= slope <= SLOPE_RANGE_MG_CM3_PER_HU[1]:
+            lo, hi = SLOPE_RANGE_MG_CM3_PER_HU
+            raise CalibrationError(
+                f"{where}: slope {slope:g} mg/cm3 per HU is far outside any CT scanner's "
+                f"({lo:g}-{hi:g}; phantom calibrations give about 0.6-1.2); expected "
+                "bmd_mg_cm3 = slope * hu + intercept with the slope in mg/cm3 per HU (HU per "
+                "mg/cm3 given, or a unit mix-up?); fit the calibration again")
         known = {f.name for f in fields(cls)} - {"source"}
         unknown = sorted(set(data) - known)
-        if unknown:
-            raise CalibrationError(f"{where}: unknown field(s) {unknown}; known fields are "
+        close = {name: difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.8)
+                 for name in unknown}
+        typos = {name: match[0] for name, match in close.items() if match}
+        if typos:
+            raise CalibrationError(f"{where}: unknown field(s) {sorted(typos)}; did you mean "
+                                   f"{[typos[n] for n in sorted(typos)]}? known fields are "
                                    f"{sorted(known)}")
+        # Other extra fields (date, scanner, note, ...) are the user's metadata: kept, outside
+        # the content (they do not change the id), and reported in the result's provenance.
+        extra = {name: data.pop(name) for name in unknown}
         for name in ("kvp", "r_squared"):
             value = data.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
                 raise CalibrationError(f"{where}: field {name!r} must be a number or null, got {value!r}")
+        selection = data.pop("selection", None)
+        if extra:
+            selection = {**dict(selection or {}), "file_metadata": extra}
         try:
-            return cls(**data, source=None if source is None else str(source))
+            return cls(**data, source=None if source is None else str(source), selection=selection)
         except CalibrationError as err:
             raise CalibrationError(f"{where}: {err}") from err
         except (TypeError, ValueError) as err:

@@ -20,6 +20,8 @@ from ..errors import BMDQCTError
 __all__ = ["main"]
 
 _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+#: Loggers of libraries that warn about internals a user cannot act on (shown with -vv).
+_NOISY_LOGGERS = ("absl", "tensorflow", "keras", "h5py")
 
 # Topic modules, in the order their subcommands appear in --help.
 _TOPICS = (
@@ -29,6 +31,7 @@ _TOPICS = (
     "_segment",
     "_calibration",
     "_agreement",
+    "_flags",
 )
 
 
@@ -38,11 +41,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=_LEVELS[min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.verbose < 2:
+        _quiet_third_party()
     try:
         return int(args.func(args) or 0)
     except BMDQCTError as err:
         print(f"bmdqct: error: {err}", file=sys.stderr)
         return 1
+
+
+def _quiet_third_party() -> None:
+    """Below -vv, keep TensorFlow's and absl's Python-side warnings off stderr.
+
+    (Their C-level start-up lines are captured by ``bmdqct.segment`` and logged at DEBUG.)
+    """
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def build_parser() -> argparse.ArgumentParser:

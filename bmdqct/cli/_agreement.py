@@ -37,8 +37,9 @@ def register(commands, common) -> None:
                              "L1_bmd_mg_cm3, L2_bmd_mg_cm3, bmd_l1_l2_mg_cm3, optional sex, age)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder (created)")
     parser.add_argument("--id-column", default="case", help="case id column in both files (default: case)")
-    parser.add_argument("--levels", nargs="+", default=list(_DEFAULT_LEVELS), metavar="LEVEL",
-                        help="levels to compare (default: T12 L1 L2)")
+    parser.add_argument("--levels", nargs="+", default=None, metavar="LEVEL",
+                        help="levels to compare (default: those of T12 L1 L2 that the reference has; a "
+                             "reference with only the L1-L2 value gives the diagnostic comparison only)")
     parser.add_argument("--ours-column", default="{level}_bmd_mg_cm3", metavar="TEMPLATE",
                         help="column of a level's BMD in --ours; {level} is replaced (default: %(default)s)")
     parser.add_argument("--reference-column", default="{level}_bmd_mg_cm3", metavar="TEMPLATE",
@@ -475,7 +476,9 @@ def _run_agreement(args: argparse.Namespace) -> int:
         tst = _side(merged, col_ours, ours, "__ours", args.ours, "--ours-column")
         return ref, tst
 
-    pairs = {level: columns(args.ours_column, args.reference_column, level) for level in args.levels}
+    levels = list(args.levels) if args.levels is not None else [
+        level for level in _DEFAULT_LEVELS if args.reference_column.format(level=level) in reference.columns]
+    pairs = {level: columns(args.ours_column, args.reference_column, level) for level in levels}
     ref_dx = _side(merged, args.reference_dx_column, reference, "__ref", args.reference, "--reference-dx-column")
     ours_dx = _side(merged, args.ours_dx_column, ours, "__ours", args.ours, "--ours-dx-column")
     for level in pairs:                       # a failed or skipped case has no usable value

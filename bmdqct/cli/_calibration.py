@@ -1,6 +1,7 @@
 """``bmdqct`` subcommands of the calibration topic (see :mod:`bmdqct.cli`).
 
 * ``bmdqct calibrate PHANTOM_SCAN --phantom NAME --certificate CERT.json [--store DIR] [-o CAL.json]``
+* ``bmdqct certificate-template NAME [-o CERT.json]``: the certificate format, with example values
 * ``bmdqct calibration-history --store DIR [--plot PNG] [--csv CSV]``
 * ``bmdqct calibration-select SCAN --store DIR [--window-days N] [--fallback RULE] [--mineral M]``
 * ``bmdqct calibrate-paired MEASURED.csv REFERENCE.csv -o CAL.json [--level pooled]``
@@ -44,13 +45,24 @@ def register(commands, common) -> None:
     cal.add_argument("--plot", metavar="PNG", help="save the rod ROIs and the fit as a picture")
     cal.set_defaults(func=_run_calibrate)
 
+    template = commands.add_parser(
+        "certificate-template", parents=[common], help="print a phantom certificate template (JSON)",
+        description="Print, as JSON, the certificate layout 'bmdqct calibrate --certificate' reads, filled with "
+                    "EXAMPLE values for the phantom model: replace serial and the rod densities by those "
+                    "printed on your phantom's certificate. Fields: phantom (model), serial, mineral "
+                    "(K2HPO4 or HA), and rods: one entry per rod with label and density_mg_cm3 (Mindways "
+                    "also water_mg_cm3).")
+    template.add_argument("phantom", choices=tuple(PHANTOMS), help="phantom model")
+    template.add_argument("-o", "--output", metavar="CERT.json", help="write it to this file instead of stdout")
+    template.set_defaults(func=_run_template)
+
     hist = commands.add_parser(
         "calibration-history", parents=[common], help="slope/intercept over time per scanner and kVp",
         description="Print every calibration of a store per scanner/kVp over time, flag jumps beyond a "
                     "tolerance and save a trend plot.")
     hist.add_argument("--store", required=True, metavar="DIR")
-    hist.add_argument("--plot", metavar="PNG", default="calibration-history.png",
-                      help="trend plot to write (default: calibration-history.png; '' for none)")
+    hist.add_argument("--plot", metavar="PNG", default=None,
+                      help="also write a trend plot to this PNG file (default: no picture)")
     hist.add_argument("--csv", metavar="CSV", help="also write the table as CSV")
     hist.add_argument("--tolerance-mg-cm3", type=float, default=DRIFT_TOLERANCE_MG_CM3,
                       help="flag a change of calibrated BMD larger than this (default %(default)s)")
@@ -124,6 +136,19 @@ def _run_calibrate(args) -> int:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=110)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _run_template(args) -> int:
+    import json
+
+    from ..synthetic import example_certificate
+
+    certificate = example_certificate(args.phantom)
+    if args.output:
+        print(f"wrote {certificate.to_json(args.output)} (EXAMPLE values: put in your certificate's)")
+    else:
+        print(json.dumps(certificate.to_dict(), indent=2))
     return 0
 
 

@@ -1,41 +1,29 @@
 """``bmdqct measure`` and ``bmdqct demo`` (see :mod:`bmdqct.cli`).
 
-Output layout of ``bmdqct measure INPUT... -o OUT``::
-
-    OUT/results.csv            one row per case (columns: RESULTS_COLUMNS)
-    OUT/manifest.json          the run: inputs, versions, model and calibration ids, timings, statuses
-    OUT/<case>/result.json     the Result (bmdqct.measure.Result.to_dict)
-    OUT/<case>/labels.nii.gz   per-level vertebral bodies (VerSe ids) on the input grid
-    OUT/<case>/voi.nii.gz      VOI masks (VerSe id of each level) on the input grid
-    OUT/<case>/qc.png          QC picture (bmdqct.plotting.qc.plot_qc)
-    OUT/<case>/error.json      only for a failed case: the error
-
-Every file is written to a temporary name and renamed, so an interrupted run
-never leaves a half-written file; ``result.json`` is written last and marks a
-finished case, which a re-run skips (``--overwrite`` re-measures).
+A thin shell: ``measure`` finds the cases with :func:`bmdqct.batch.find_cases`,
+measures them with :func:`bmdqct.batch.run_cases` (resume, manifest, failure records,
+output layout: see :mod:`bmdqct.batch`), prints one line per case and a summary, and
+exits with 1 if a case failed.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import io as _io
 import json
 import logging
 import os
-import platform
 import sys
 import time
-import traceback
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-#: Columns of ``OUT/results.csv`` (team contract).
-RESULTS_COLUMNS = ("case", "status", "error", "category", "bmd_l1_l2_mg_cm3", "levels_used",
-                   "T12_hu_mean", "T12_bmd_mg_cm3", "L1_hu_mean", "L1_bmd_mg_cm3", "L2_hu_mean",
-                   "L2_bmd_mg_cm3", "flags")
-MANIFEST_FORMAT = "bmdqct-run/1"
+_CASE_RULE = ("A case is one DICOM series folder or one volume file (.nii, .nii.gz, .mha, .mhd, .nrrd; any "
+              "letter case). INPUT may be a case or a folder of cases: 'bmdqct measure X' and "
+              "'bmdqct measure X/*' both measure every case of a 'bmdqct synth' folder X. A folder holding "
+              "DICOM files or exactly one volume file is a case named by the folder (X/case_000/ct.nii.gz "
+              "-> case_000, the id of X/reference.csv); other volume files are named by their file name "
+              "without suffix. Not cases: non-image files (reference.csv, truth.json) and label maps named "
+              "levels, classes, trabecular, labels, seg, mask or voi (or ending _levels, ...).")
 
 
 def register(commands, common) -> None:
@@ -45,9 +33,12 @@ def register(commands, common) -> None:
         description="Segment (or read labels), place the elliptical VOIs of Pan et al. (2020) in T12, L1 and "
                     "L2, convert HU to BMD with a calibration and classify the L1-L2 mean (ACR). Writes "
                     "OUT/<case>/{result.json, labels.nii.gz, voi.nii.gz, qc.png}, OUT/results.csv and "
-                    "OUT/manifest.json. Finished cases are skipped when the command is run again.")
+                    "OUT/manifest.json. Finished cases are skipped when the command is run again. "
+                    "Statuses: ok, no_measurement (no level could be measured; the reason says why) and "
+                    "failed (the error); the exit code is 1 if any case failed. " + _CASE_RULE)
     measure.add_argument("inputs", nargs="+", metavar="INPUT",
-                         help="CT scans: DICOM folders or files, NIfTI, MHA/MHD or NRRD")
+                         help="CT scans or folders of them: DICOM series folders or files, NIfTI, MHA/MHD or "
+                              "NRRD (see the case rule above)")
     measure.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
     cal = measure.add_mutually_exclusive_group()
     cal.add_argument("--calibration", metavar="CAL.json",
@@ -56,6 +47,10 @@ def register(commands, common) -> None:
     cal.add_argument("--calibration-store", metavar="DIR",
                      help="calibration store: pick, per scan, the calibration of its scanner and kVp "
                           "closest before the scan date")
+    measure.add_argument("--fallback", metavar="RULE",
+                         help="with --calibration-store, when no calibration of the scan's scanner and kVp "
+                              "lies within --window-days before the scan: nearest-after, nearest, latest-before, "
+                              "or a calibration JSON file (default: the case fails)")
     measure.add_argument("--window-days", type=int, default=60,
                          help="oldest store calibration accepted, days before the scan (default 60)")
     measure.add_argument("--labels", action="append", metavar="LABELMAP",
@@ -92,14 +87,13 @@ def register(commands, common) -> None:
 
 
 def _run_measure(args) -> int:
+    from ..batch import find_cases, run_cases
     from ..calibration import read_calibration
     from ..errors import InputError
 
-    inputs = [Path(p) for p in args.inputs]
-    if args.labels is not None and len(args.labels) != len(inputs):
-        raise InputError(f"--labels needs one label map per INPUT: got {len(args.labels)} label maps for "
-                         f"{len(inputs)} inputs")
-    out = _prepare_output(Path(args.output))
+    out = Path(args.output)
+    # every check on the inputs comes before the output folder is created
+    cases = find_cases(args.inputs, labels=args.labels, exclude=[out])
     calibration = None
     if args.calibration:
         calibration = read_calibration(args.calibration)   # a bad file stops the run before any case
@@ -109,148 +103,42 @@ def _run_measure(args) -> int:
             raise InputError(f"calibration store {store} is not a folder; create one with "
                              "'bmdqct calibrate ... --store DIR' or pass --calibration CAL.json")
         calibration = store
-    labels = [Path(p) for p in args.labels] if args.labels else [None] * len(inputs)
-    model = args.model
-    if args.labels is None:
-        from ..segment import load_model
-
-        model = load_model(None if args.model is None else Path(args.model))
+    if args.fallback is not None and not args.calibration_store:
+        raise InputError("--fallback applies to --calibration-store only")
+    out = _prepare_output(out)
     summary = run_cases(
-        list(zip(_case_names(inputs), inputs, labels)), out, calibration=calibration, model=model,
+        cases, out, calibration=calibration, calibration_fallback=args.fallback, model=args.model,
         label_scheme=args.label_scheme, levels=tuple(args.levels), convention=args.convention,
-        window_days=args.window_days, overwrite=args.overwrite, qc_picture=not args.no_qc_picture,
-        progress=not args.no_progress, argv=sys.argv)
-    return 1 if summary["failed"] else 0
+        window_days=args.window_days, overwrite=args.overwrite,
+        picture=None if args.no_qc_picture else _write_qc_picture, progress=not args.no_progress,
+        on_record=_print_record, command=sys.argv)
+    _print_summary(summary)
+    return 1 if summary.failed else 0
 
 
-def run_cases(cases, out: Path, *, calibration=None, model=None, label_scheme="totalsegmentator",
-              levels=("T12", "L1", "L2"), convention="acr", window_days=60, overwrite=False,
-              qc_picture=True, progress=True, argv=None, echo=True) -> dict:
-    """Measure `cases` [(case, input, labels or None)] into `out`; returns the run summary."""
-    from tqdm import tqdm
+def _write_qc_picture(result, ct, path) -> None:
+    """The QC picture of `result` as PNG at `path` (the picture writer of bmdqct.batch.run_cases)."""
+    import matplotlib.pyplot as plt
 
-    from .._version import __version__
-    from ..measure import _versions
+    from ..plotting.qc import plot_qc
 
-    started = _dt.datetime.now(_dt.timezone.utc)
-    records = []
-    rows = {}
-    for case, path, label_path in tqdm(cases, desc="measure", unit="case", disable=not progress,
-                                       file=sys.stderr):
-        t0 = time.perf_counter()
-        record = {"case": case, "input": str(path), "labels": None if label_path is None else str(label_path)}
-        case_dir = out / case
-        done = case_dir / "result.json"
-        if done.exists() and not overwrite:
-            try:
-                result_dict = json.loads(done.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                result_dict = None
-            if result_dict is not None:
-                rows[case] = _csv_row(case, "skipped", "", result_dict)
-                record.update(status="skipped", seconds=0.0, result=str(done),
-                              model_id=result_dict.get("provenance", {}).get("model_id"),
-                              calibration_id=result_dict.get("provenance", {}).get("calibration_id"))
-                records.append(record)
-                if echo:
-                    print(f"{case}: skipped (finished earlier; --overwrite re-measures)")
-                continue
-        try:
-            result = _measure_case(case, path, label_path, case_dir, calibration=calibration, model=model,
-                                   label_scheme=label_scheme, levels=levels, convention=convention,
-                                   window_days=window_days, qc_picture=qc_picture)
-        except Exception as err:  # noqa: BLE001 - a failed case is recorded and the run goes on
-            message = f"{type(err).__name__}: {err}"
-            logger.debug("case %s failed:\n%s", case, traceback.format_exc())
-            rows[case] = _csv_row(case, "failed", message, None)
-            record.update(status="failed", error=message, seconds=round(time.perf_counter() - t0, 3))
-            records.append(record)
-            try:
-                case_dir.mkdir(parents=True, exist_ok=True)
-                _write_text(case_dir / "error.json", json.dumps(
-                    {"case": case, "input": str(path), "error": message, "type": type(err).__name__,
-                     "traceback": traceback.format_exc()}, indent=2) + "\n")
-            except OSError:
-                pass
-            if echo:
-                print(f"{case}: FAILED - {message}")
-            continue
-        result_dict = result.to_dict()
-        rows[case] = _csv_row(case, "ok", "", result_dict)
-        record.update(status="ok", seconds=round(time.perf_counter() - t0, 3),
-                      result=str(case_dir / "result.json"),
-                      model_id=result.provenance.get("model_id"),
-                      calibration_id=result.provenance.get("calibration_id"),
-                      timings_s=dict(result.provenance.get("timings_s", {})))
-        records.append(record)
-        if echo:
-            print(_one_line(result))
-    _write_results_csv(out / "results.csv", rows)
-    counts = {s: sum(r["status"] == s for r in records) for s in ("ok", "failed", "skipped")}
-    previous = _read_json(out / "manifest.json")
-    history = list(previous.get("history", [])) if previous else []
-    if previous:
-        earlier = {r.get("case"): r for r in previous.get("cases", [])}
-        for record in records:  # a skipped case keeps the record of the run that measured it
-            old = earlier.get(record["case"])
-            if record["status"] == "skipped" and old and old.get("status") in ("ok", "skipped"):
-                record.update({k: v for k, v in old.items() if k not in ("status", "seconds")})
-                record["measured_in_run"] = old.get("measured_in_run", previous.get("started"))
-        history.append({k: previous.get(k) for k in ("started", "finished", "command", "counts")})
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "command": list(argv) if argv else None,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round((_dt.datetime.now(_dt.timezone.utc) - started).total_seconds(), 3),
-        "output": str(out),
-        "versions": {"python": platform.python_version(),
-                     **_versions(("bmdqct", "numpy", "scipy", "scikit-image", "nibabel", "SimpleITK", "pydicom",
-                                  "matplotlib", "tensorflow", "keras"))},
-        "bmdqct_version": __version__,
-        "model_id": getattr(model, "model_id", None if model is None else str(model)),
-        "calibration": _calibration_record(calibration),
-        "options": {"levels": list(levels), "convention": convention, "label_scheme": label_scheme,
-                    "window_days": window_days, "overwrite": overwrite},
-        "counts": counts,
-        "cases": records,
-        "history": history,
-    }
-    _write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    if echo:
-        print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; "
-              f"results in {out / 'results.csv'}")
-    return counts
+    fig = plot_qc(result, ct)
+    try:
+        fig.savefig(path, dpi=110, format="png")
+    finally:
+        if hasattr(fig, "number"):
+            plt.close(fig)
 
 
-def _measure_case(case, path, label_path, case_dir: Path, *, calibration, model, label_scheme, levels,
-                  convention, window_days, qc_picture):
-    import numpy as np
+def _print_record(record) -> None:
+    print(_one_line(record))
 
-    from ..io import load_ct, write_nifti
-    from ..measure import _atomic_write, measure
-    from ..volume import LabelVolume
 
-    ct = load_ct(path)
-    result = measure(ct, calibration=calibration, labels=label_path, label_scheme=label_scheme, model=model,
-                     levels=levels, convention=convention, calibration_window_days=window_days, case=case)
-    case_dir.mkdir(parents=True, exist_ok=True)
-    stale = case_dir / "error.json"
-    if stale.exists():
-        stale.unlink()
-    _atomic_write(case_dir / "labels.nii.gz", lambda tmp: write_nifti(result.labels.labels, tmp, like=ct))
-    voi_ids = np.zeros(ct.shape, np.int16)
-    for name, voi in result.vois.items():
-        voi_ids[voi.slices][voi.box_mask] = result.labels.levels[name].label_id
-    voi_labels = LabelVolume(voi_ids, ct.affine, {n: result.labels.levels[n].label_id for n in result.vois})
-    _atomic_write(case_dir / "voi.nii.gz", lambda tmp: write_nifti(voi_labels, tmp, like=ct))
-    if qc_picture:
-        from ..plotting.qc import plot_qc
-
-        fig = plot_qc(result, ct)
-        _atomic_write(case_dir / "qc.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    result.to_json(case_dir / "result.json")   # last: marks the case finished
-    return result
+def _print_summary(summary) -> None:
+    c = summary.counts
+    no_measurement = f", {c['no_measurement']} without measurement" if c["no_measurement"] else ""
+    print(f"{c['ok']} ok, {c['failed']} failed{no_measurement}, {c['skipped']} skipped; "
+          f"results in {summary.results_csv}")
 
 
 # --------------------------------------------------------------------------- demo
@@ -260,6 +148,7 @@ def _run_demo(args) -> int:
     """Phantom scan -> calibration store; subject scan -> measure; print the report."""
     import numpy as np
 
+    from ..batch import Case, run_cases
     from ..calibration import add_to_store, calibrate_phantom, read_store
     from ..io import write_dicom_series
     from ..measure import report_text
@@ -292,10 +181,12 @@ def _run_demo(args) -> int:
     print(f"subject scan written: {subject}/ ({volume!r}, DICOM)")
     # 3. measure it like any scan: segmentation model, calibration store, outputs
     model = load_model(None)
-    counts = run_cases([("demo_subject", subject, None)], out, calibration=store, model=model,
-                       progress=not args.no_progress, argv=sys.argv)
+    summary = run_cases([Case("demo_subject", subject)], out, calibration=store, model=model,
+                        picture=_write_qc_picture, progress=not args.no_progress, on_record=_print_record,
+                        command=sys.argv)
+    _print_summary(summary)
     result_path = out / "demo_subject" / "result.json"
-    if counts["failed"] or not result_path.exists():
+    if summary.failed or not result_path.exists():
         print("demo: the measurement failed; see the error above", file=sys.stderr)
         return 1
     result = json.loads(result_path.read_text(encoding="utf-8"))
@@ -326,88 +217,18 @@ def _prepare_output(out: Path) -> Path:
     return out
 
 
-def _case_names(inputs) -> list[str]:
-    """Case name of each input: its file stem, or parent_stem when stems repeat (DIR/ct.nii.gz)."""
-    from ..measure import _case_name
-
-    stems = [_case_name(path) or "case" for path in inputs]
-    names, seen = [], {}
-    for path, stem in zip(inputs, stems):
-        name = f"{path.parent.name}_{stem}" if stems.count(stem) > 1 and path.parent.name else stem
-        count = seen.get(name, 0) + 1
-        seen[name] = count
-        names.append(name if count == 1 else f"{name}_{count}")
-    return names
-
-
-def _write_text(path: Path, text: str) -> Path:
-    from ..measure import _atomic_write_text
-
-    return _atomic_write_text(path, text)
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _fmt(value) -> str:
-    return "" if value is None else f"{float(value):.2f}"
-
-
-def _csv_row(case, status, error, result: dict | None) -> dict:
-    row = {c: "" for c in RESULTS_COLUMNS}
-    row.update(case=case, status=status, error=error)
-    if result is None:
-        return row
-    row["category"] = result.get("category") or ""
-    row["bmd_l1_l2_mg_cm3"] = _fmt(result.get("bmd_l1_l2_mg_cm3"))
-    row["levels_used"] = "+".join(result.get("levels_used", []))
-    for name in ("T12", "L1", "L2"):
-        level = result.get("levels", {}).get(name) or {}
-        row[f"{name}_hu_mean"] = _fmt(level.get("hu_mean"))
-        row[f"{name}_bmd_mg_cm3"] = _fmt(level.get("bmd_mg_cm3"))
-    row["flags"] = ";".join(result.get("qc", {}).get("flags", []))
-    return row
-
-
-def _write_results_csv(path: Path, rows: dict) -> None:
-    """Write results.csv: this run's rows, plus earlier rows of cases not in this run."""
-    merged = {}
-    if path.exists():
-        try:
-            with path.open(newline="", encoding="utf-8") as fh:
-                for row in csv.DictReader(fh):
-                    if row.get("case"):
-                        merged[row["case"]] = {c: row.get(c, "") for c in RESULTS_COLUMNS}
-        except (OSError, csv.Error):
-            merged = {}
-    merged.update(rows)
-    buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(RESULTS_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for case in sorted(merged):
-        writer.writerow(merged[case])
-    _write_text(path, buffer.getvalue())
-
-
-def _one_line(result) -> str:
-    if result.bmd_l1_l2_mg_cm3 is not None:
-        value = f"{'-'.join(result.levels_used)} {result.bmd_l1_l2_mg_cm3:.1f} mg/cm3 {result.category.value}"
-    elif result.hu_l1_l2 is not None:
-        value = f"{'-'.join(result.levels_used)} {result.hu_l1_l2:.1f} HU (no calibration)"
+def _one_line(record) -> str:
+    """The line printed for a finished case (a bmdqct.batch.CaseRecord)."""
+    if record.skipped:
+        return f"{record.case}: skipped ({record.status}, finished earlier; --overwrite re-measures)"
+    if record.status == "failed":
+        return f"{record.case}: FAILED - {record.reason}"
+    if record.status == "no_measurement":
+        return f"{record.case}: NO MEASUREMENT - {record.reason}"
+    used = "-".join(record.levels_used)
+    if record.bmd_l1_l2_mg_cm3 is not None:
+        value = f"{used} {record.bmd_l1_l2_mg_cm3:.1f} mg/cm3 {record.category}"
     else:
-        value = f"no category ({result.diagnosis.reason})"
-    flags = f" [{', '.join(str(f) for f in result.flags)}]" if result.flags else ""
-    return f"{result.case}: ok  {value}{flags}"
-
-
-def _calibration_record(calibration):
-    if calibration is None:
-        return None
-    if isinstance(calibration, (str, os.PathLike)):
-        return {"store": str(calibration)}
-    return {"id": calibration.id, "source": calibration.source, "slope": calibration.slope,
-            "intercept": calibration.intercept, "mineral": calibration.mineral}
+        value = f"{used} {record.hu_l1_l2:.1f} HU (no calibration)"
+    flags = f" [{', '.join(record.flags)}]" if record.flags else ""
+    return f"{record.case}: ok  {value}{flags}"

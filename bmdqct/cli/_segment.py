@@ -43,6 +43,15 @@ def register(commands, common) -> None:
     train.add_argument("--init", default=None, metavar="MODEL",
                        help="start from this model's weights (fine-tuning; same preset)")
     train.add_argument("--no-resume", action="store_true", help="start afresh")
+    train.add_argument("--generator", default="training", choices=["training", "transfer"],
+                       help="synthetic options: random_training_options or random_transfer_options")
+    train.add_argument("--data-fraction", type=float, default=0.0, metavar="F",
+                       help="share of training draws taken from the --data scans (default 0: uniform over all scans)")
+    train.add_argument("--transfer-augment", action="store_true",
+                       help="add contrast vessels, tissue-level remaps, bias, streaks, FOV cuts")
+    train.add_argument("--cache-dir", default=None,
+                       help="prepared crops (default CHECKPOINT_DIR/cache; keep real-scan crops "
+                            "outside the repository)")
     train.set_defaults(func=_run_train)
 
 
@@ -71,8 +80,9 @@ def _run_train(args) -> int:
         validation_seed_start=args.validation_seed_start, data_dirs=tuple(args.data),
         label_scheme=args.label_scheme, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-        init_model=args.init)
-    model = train(config, args.output, checkpoint_dir=args.checkpoint_dir,
+        init_model=args.init, generator=args.generator, data_fraction=args.data_fraction,
+        transfer_augment=args.transfer_augment)
+    model = train(config, args.output, checkpoint_dir=args.checkpoint_dir, cache_dir=args.cache_dir,
                   resume=not args.no_resume, progress=True)
     print(json.dumps({"model": str(args.output), "model_id": model.model_id,
                       "validation_dice": model.info.get("validation_dice")}, indent=2))

@@ -5,6 +5,8 @@
   ``classes.nii.gz`` (4 classes), ``trabecular.nii.gz`` and ``truth.json``; plus
   ``DIR/reference.csv`` (simulated QCT reference, the layout ``bmdqct agreement``
   reads) and ``DIR/truth.csv`` (true values and scan settings).
+* ``bmdqct synth --phantom NAME -o DIR [--kvp KV] [--date D]``: a QA scan of a calibration
+  phantom (``DIR/phantom_scan/``, DICOM) and its example certificate (``DIR/certificate.json``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,51 @@ def register(commands, common) -> None:
                        help="probability of a sclerotic bone island at T12-L2 (default 0)")
     synth.add_argument("--no-scans", action="store_true", help="write only the cohort tables")
     synth.add_argument("--progress", action="store_true", help="show a progress bar")
+    phantom = synth.add_argument_group(
+        "phantom scan (for 'bmdqct calibrate')",
+        "--phantom NAME writes instead a QA scan of that calibration phantom as a DICOM series "
+        "(DIR/phantom_scan/, scanner, kVp and date in the tags) and its EXAMPLE certificate "
+        "(DIR/certificate.json); then: bmdqct calibrate DIR/phantom_scan --phantom NAME "
+        "--certificate DIR/certificate.json --store STORE")
+    phantom.add_argument("--phantom", metavar="NAME", choices=_phantom_names(),
+                         help="phantom model: " + ", ".join(_phantom_names()))
+    phantom.add_argument("--kvp", type=float, default=120.0, help="tube voltage of the phantom scan (default 120)")
+    phantom.add_argument("--date", default="2024-01-15", help="acquisition date YYYY-MM-DD (default 2024-01-15)")
     synth.set_defaults(func=_run_synth)
+
+
+def _phantom_names() -> tuple[str, ...]:
+    from ..calibration import PHANTOMS
+
+    return tuple(PHANTOMS)
+
+
+def _run_phantom(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from ..io import write_dicom_series
+    from ..synthetic import synthesize_phantom_scan
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    scanner = {"manufacturer": "bmdqct-synthetic", "model": "SynthCT 64", "device_serial": "SYN-0001",
+               "station": "SYNTH1"}
+    volume, truth = synthesize_phantom_scan(args.phantom, args.seed, kvp=args.kvp, scanner=scanner,
+                                            study_date=args.date)
+    scan = out / "phantom_scan"
+    if scan.exists():
+        from ..errors import InputError
+
+        raise InputError(f"{scan} exists already; choose another -o folder")
+    staging = out / f".phantom_scan.tmp{os.getpid()}"
+    write_dicom_series(volume, staging)
+    os.replace(staging, scan)
+    certificate = truth.certificate.to_json(out / "certificate.json")
+    print(f"phantom scan of {args.phantom} ({volume.shape}, {args.kvp:g} kVp, {args.date}) -> {scan}/")
+    print(f"its EXAMPLE certificate -> {certificate}")
+    print(f"next: bmdqct calibrate {scan} --phantom {args.phantom} --certificate {certificate} --store STORE")
+    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -52,6 +98,9 @@ def _positive_int(text: str) -> int:
 
 def _run_synth(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    if args.phantom:
+        return _run_phantom(args)
 
     import numpy as np
     from tqdm import tqdm

@@ -35,6 +35,7 @@ recorded in the volume's ``metadata["resampled"]``):
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -77,8 +78,14 @@ _HEADER_TAGS = [
     "ExposureInuAs", "CTDIvol", "Manufacturer", "ManufacturerModelName", "DeviceSerialNumber",
     "StationName", "ConvolutionKernel", "StudyDate", "AcquisitionDate", "PatientID",
     "PatientSex", "PatientAge", "ContrastBolusAgent", "ImageType", "GantryDetectorTilt",
-    "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence",
+    "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence", "FrameOfReferenceUID",
+    "SeriesNumber", "SeriesTime", "ContrastBolusRoute",
 ]
+#: ImageType values (0008,0008) of scout/localizer images, never read as the CT.
+_LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW", "SCANOGRAM"}
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+#: Prefix of the series key of files whose SeriesInstanceUID is empty (anonymised exports).
+NO_UID_PREFIX = "no-uid-"
 
 
 # --------------------------------------------------------------------------- listing
@@ -115,6 +122,16 @@ class SeriesInfo:
         Deepest folder that holds every file of the series.
     files : tuple of pathlib.Path
         The files, in the order found (not the slice order).
+    patient_id : str or None
+        PatientID (None when empty).
+    image_type : str or None
+        ImageType values joined by a backslash (``"ORIGINAL\\PRIMARY\\AXIAL"``).
+    kernel : str or None
+        ConvolutionKernel.
+    kind : {"image", "localizer", "derived"}
+        ``"localizer"`` for scout images (ImageType LOCALIZER, SCOUT, TOPOGRAM, ...),
+        ``"derived"`` for ImageType DERIVED or secondary captures (reformats,
+        MIPs, screen shots), else ``"image"``.
     """
 
     uid: str
@@ -130,6 +147,21 @@ class SeriesInfo:
     study_uid: str | None
     folder: Path
     files: tuple[Path, ...] = field(repr=False)
+    patient_id: str | None = None
+    image_type: str | None = None
+    kernel: str | None = None
+    kind: str = "image"
+
+    @property
+    def uid_missing(self) -> bool:
+        """True when the files carry no SeriesInstanceUID (the key is derived from other tags)."""
+        return self.uid.startswith(NO_UID_PREFIX)
+
+    def describe(self) -> str:
+        """One line for logs and error messages."""
+        what = ", ".join(v for v in (self.modality, self.plane, None if self.kind == "image"
+                                     else self.kind, self.description, self.kernel) if v)
+        return f"{self.uid} ({what}; {self.n_slices} slices; {self.folder})"
 
 
 @dataclass
@@ -153,7 +185,7 @@ def _read_header(path: Path):
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
     except InvalidDicomError:
         pass
     except Exception as err:  # a DICOM file that pydicom cannot parse at all
@@ -162,6 +194,8 @@ def _read_header(path: Path):
                 f"{path}: cannot read this DICOM file (truncated or corrupt: {err}); "
                 "remove it or export the series again") from err
         return None
+    else:
+        return _verified(ds, path)
     # Files without the 128-byte preamble (raw datasets written by old software):
     # accept them only if a forced read yields an image series.
     try:
@@ -170,7 +204,79 @@ def _read_header(path: Path):
         return None
     if "SeriesInstanceUID" not in ds or "SOPClassUID" not in ds:
         return None
-    return ds
+    return _verified(ds, path, force=True)
+
+
+def _uid(value) -> str | None:
+    """A UID as text, stripped of padding; None when empty."""
+    text = str(value or "").strip().rstrip("\x00").strip()
+    return text or None
+
+
+def _verified(ds, path: Path, *, force: bool = False):
+    """Check the UIDs of a partial header; read the full header if they are empty or malformed.
+
+    A header read with ``specific_tags`` holds only the tags asked for. If the
+    SeriesInstanceUID is empty or not a valid UID, the header is read again in full
+    (without ``specific_tags``) and that one is used, so that grouping never rests on
+    the partial parse alone. Anonymised exports (e.g. the Siemens JPEG 2000 series of
+    ``../shared/data/real/ts_siemens_j2k_dicom``) store these UIDs with length 0; the
+    full read confirms it and the series is then grouped by :func:`_series_key`.
+    """
+    import pydicom
+    from pydicom.uid import UID
+
+    uid = _uid(ds.get("SeriesInstanceUID"))
+    if uid is not None and UID(uid).is_valid:
+        return ds
+    try:
+        full = pydicom.dcmread(path, stop_before_pixels=True, force=force)
+    except Exception as err:  # the partial read worked, so keep it
+        logger.debug("%s: full header read failed (%s); keeping the partial header", path, err)
+        return ds
+    logger.debug("%s: SeriesInstanceUID %r in the partial header; full header says %r", path,
+                 uid, _uid(full.get("SeriesInstanceUID")))
+    return full
+
+
+def _sop_class(ds) -> str:
+    """SOPClassUID, or the file meta MediaStorageSOPClassUID when the former is empty."""
+    uid = _uid(ds.get("SOPClassUID"))
+    if uid is None and getattr(ds, "file_meta", None) is not None:
+        uid = _uid(ds.file_meta.get("MediaStorageSOPClassUID"))
+    return uid or ""
+
+
+def _sop_instance(ds) -> str | None:
+    """SOPInstanceUID, or the file meta MediaStorageSOPInstanceUID when the former is empty."""
+    uid = _uid(ds.get("SOPInstanceUID"))
+    if uid is None and getattr(ds, "file_meta", None) is not None:
+        uid = _uid(ds.file_meta.get("MediaStorageSOPInstanceUID"))
+    return uid
+
+
+def _series_key(ds) -> str | None:
+    """SeriesInstanceUID; for files without one, a key derived from the series' other tags.
+
+    The derived key (``"no-uid-"`` + 12 hex digits) hashes the tags that are equal
+    across one series and differ between series of a study: StudyInstanceUID,
+    FrameOfReferenceUID, Modality, SeriesNumber, SeriesDescription, SeriesTime,
+    ImageType, ConvolutionKernel, image size, pixel spacing and orientation.
+    Returns None for a file that has neither a UID nor any image geometry.
+    """
+    uid = _uid(ds.get("SeriesInstanceUID"))
+    if uid is not None:
+        return uid
+    if "Rows" not in ds or "ImageOrientationPatient" not in ds:
+        return None
+    parts = [_text(ds, k) for k in ("StudyInstanceUID", "FrameOfReferenceUID", "Modality",
+                                    "SeriesNumber", "SeriesDescription", "SeriesTime",
+                                    "ImageType", "ConvolutionKernel", "Rows", "Columns")]
+    for keyword in ("PixelSpacing", "ImageOrientationPatient"):
+        value = ds.get(keyword)
+        parts.append(None if value is None else repr(np.round([float(v) for v in value], 4)))
+    digest = hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:12]
+    return NO_UID_PREFIX + digest
 
 
 def _iter_files(path: Path) -> Iterable[Path]:
@@ -200,14 +306,14 @@ def _scan(path) -> tuple[Path, dict[str, list[_Header]], list[Path]]:
         if ds is None:
             skipped.append(file)
             continue
-        sop_class = str(getattr(ds, "SOPClassUID", ""))
-        uid = ds.get("SeriesInstanceUID")
+        sop_class = _sop_class(ds)
+        uid = _series_key(ds)
         if sop_class == _DICOMDIR or not uid:
             logger.debug("%s: DICOM file without an image series (DICOMDIR, truncated header?)",
                          file)
             skipped.append(file)
             continue
-        series.setdefault(str(uid), []).append(_Header(file, ds))
+        series.setdefault(uid, []).append(_Header(file, ds))
     if not series:
         example = ", ".join(p.name for p in skipped[:3])
         raise DicomSeriesError(
@@ -249,6 +355,16 @@ def _plane(iop) -> str | None:
     return ("sagittal", "coronal", "axial")[axis]
 
 
+def _kind_of(ds) -> str:
+    """"localizer", "derived" or "image" from ImageType and the SOP class."""
+    image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
+    if _LOCALIZER_TYPES & set(image_type):
+        return "localizer"
+    if (image_type and image_type[0] == "DERIVED") or _sop_class(ds) == _SECONDARY_CAPTURE:
+        return "derived"
+    return "image"
+
+
 def _series_info(uid: str, headers: list[_Header]) -> SeriesInfo:
     ds = headers[0].ds
     frames = sum(int(h.ds.get("NumberOfFrames") or 1) for h in headers)
@@ -260,13 +376,21 @@ def _series_info(uid: str, headers: list[_Header]) -> SeriesInfo:
         rows=int(rows) if rows is not None else None, cols=int(cols) if cols is not None else None,
         kvp=_number(ds, "KVP"), slice_thickness_mm=_number(ds, "SliceThickness"),
         plane=_plane(ds.get("ImageOrientationPatient")), study_uid=_text(ds, "StudyInstanceUID"),
-        folder=folder, files=tuple(h.path for h in headers))
+        folder=folder, files=tuple(h.path for h in headers), patient_id=_text(ds, "PatientID"),
+        image_type=_text(ds, "ImageType"), kernel=_text(ds, "ConvolutionKernel"),
+        kind=_kind_of(ds))
+
+
+def _rank(info: SeriesInfo) -> tuple:
+    """Sort key of the series-choice rule (smaller is preferred; see :func:`choose_series`)."""
+    return (info.modality != "CT", info.kind == "localizer", info.kind == "derived",
+            info.plane not in ("axial", None), -info.n_slices)
 
 
 def _sorted_infos(series: Mapping[str, list[_Header]]) -> list[SeriesInfo]:
     infos = [_series_info(uid, hs) for uid, hs in series.items()]
-    # CT first, then most slices, then UID: the first entry is what load_ct chooses.
-    return sorted(infos, key=lambda s: (s.modality != "CT", -s.n_slices, s.uid))
+    # The rule of choose_series, then the UID: the first entry is what load_ct chooses.
+    return sorted(infos, key=lambda s: (_rank(s), s.uid))
 
 
 def list_series(path) -> list[SeriesInfo]:
@@ -280,8 +404,11 @@ def list_series(path) -> list[SeriesInfo]:
     Returns
     -------
     list of SeriesInfo
-        CT series first, by decreasing number of slices; the first one is the
-        series that :func:`bmdqct.io.load_ct` reads when no ``series_uid`` is given.
+        In the order of the series-choice rule (CT image series first, localizers
+        and derived series after, axial before other planes, then by decreasing
+        number of slices); the first one is the series that
+        :func:`bmdqct.io.load_ct` reads when no ``series_uid`` is given and the
+        choice is not ambiguous (see :func:`choose_series`).
 
     Raises
     ------
@@ -308,44 +435,100 @@ def list_series(path) -> list[SeriesInfo]:
 # --------------------------------------------------------------------------- reading
 
 
+def choose_series(infos: list[SeriesInfo], root, *, series_uid: str | None = None
+                  ) -> tuple[SeriesInfo, str | None]:
+    """Pick the series to read from a folder's series, by one documented rule.
+
+    **Rule**: the CT image series (ImageType not LOCALIZER/SCOUT/TOPOGRAM, not
+    DERIVED, not a secondary capture) with axial slices and the most slices. A
+    derived or non-axial CT series is read only when no such series exists; a
+    localizer never. The choice is refused, with the series listed, when
+
+    * two series tie under the rule (same number of axial slices, e.g. a soft-tissue
+      and a bone-kernel reconstruction): which kernel to measure is the user's
+      choice, because HU, hence BMD, depend on it;
+    * the folder holds series of different patients (different non-empty
+      PatientID): a mixed-up export.
+
+    `series_uid` overrides the rule (and both refusals); it must name a CT series.
+
+    Returns
+    -------
+    (SeriesInfo, str or None)
+        The series, and a sentence describing the choice when the folder held
+        other series (None otherwise).
+    """
+    hint = (f"pass series_uid=... to load_ct (bmdqct info: --series-uid UID); "
+            f"`bmdqct series {root}` lists the series")
+    listing = "; ".join(s.describe() for s in infos)
+    if series_uid is not None:
+        chosen = next((s for s in infos if s.uid == str(series_uid)), None)
+        if chosen is None:
+            found = ", ".join(f"{s.uid} ({s.modality}, {s.n_slices} slices)" for s in infos)
+            raise DicomSeriesError(f"{root}: no series with SeriesInstanceUID {series_uid}; "
+                                   f"found {found}; see `bmdqct series {root}`")
+        if chosen.modality != "CT":
+            raise DicomSeriesError(
+                f"{root}: series {chosen.uid} has modality {chosen.modality}, expected CT; "
+                "bmdqct measures bone density in Hounsfield units from CT only")
+        note = None if len(infos) == 1 else (
+            f"series {chosen.uid} chosen by series_uid among {len(infos)} series")
+        return chosen, note
+    patients = sorted({s.patient_id for s in infos if s.patient_id})
+    if len(patients) > 1:
+        raise DicomSeriesError(
+            f"{root}: the folder holds series of {len(patients)} different patients "
+            f"(PatientID {', '.join(patients)}): {listing}; expected the series of one "
+            f"patient; separate the patients' files, or {hint}")
+    cts = [s for s in infos if s.modality == "CT" and s.kind != "localizer"]
+    if not cts:
+        found = ", ".join(f"{s.modality} series {s.uid}" + (f" ({s.kind})" if s.kind != "image"
+                                                              else "") for s in infos)
+        raise DicomSeriesError(
+            f"{root}: no CT series found (found {found}); expected Modality CT images, not a "
+            "localizer; bmdqct measures bone density in Hounsfield units from CT only")
+    chosen = cts[0]
+    ties = [s for s in cts[1:] if _rank(s) == _rank(chosen)]
+    if ties:
+        raise DicomSeriesError(
+            f"{root}: {len(ties) + 1} series are equally eligible under the rule 'the axial CT "
+            f"image series with the most slices': {'; '.join(s.describe() for s in [chosen, *ties])}"
+            f"; expected one; {hint}")
+    if len(infos) == 1:
+        return chosen, None
+    others = [s for s in infos if s.uid != chosen.uid]
+    note = (f"{len(infos)} series found; read {chosen.describe()} by the rule 'the axial CT "
+            f"image series with the most slices, never a localizer or derived series'; "
+            f"others: {'; '.join(s.describe() for s in others)}")
+    return chosen, note
+
+
 def read_dicom(path, *, series_uid: str | None = None):
     """Read a DICOM series or multi-frame file.
 
     Returns ``(volume, padding, notes, metadata)``: a CTVolume in acquisition order
     (axes: slice, row, column), ``(padding_hu, padding_voxels)``, a list of
-    resampling notes and the scanner metadata (see :func:`dicom_metadata`).
+    resampling notes and the scanner metadata (see :func:`dicom_metadata`), which
+    also holds ``series_choice`` (see :func:`choose_series`) and ``input_flags``
+    (``(code, message)`` pairs: ``series_chosen``, ``series_uid_missing``,
+    ``derived_series``, ``irregular_spacing``, ``rescale_assumed``).
     """
     root, series, _ = _scan(path)
     infos = _sorted_infos(series)
-    if series_uid is not None:
-        if str(series_uid) not in series:
-            found = ", ".join(f"{s.uid} ({s.modality}, {s.n_slices} slices)" for s in infos)
-            raise DicomSeriesError(f"{root}: no series with SeriesInstanceUID {series_uid}; "
-                                   f"found {found}; see `bmdqct series {root}`")
-        chosen = next(s for s in infos if s.uid == str(series_uid))
-        if chosen.modality != "CT":
-            raise DicomSeriesError(
-                f"{root}: series {chosen.uid} has modality {chosen.modality}, expected CT; "
-                "bmdqct measures bone density in Hounsfield units from CT only")
-    else:
-        cts = [s for s in infos if s.modality == "CT"]
-        if not cts:
-            found = ", ".join(f"{s.modality} series {s.uid}" for s in infos)
-            raise DicomSeriesError(
-                f"{root}: no CT series found (found {found}); expected Modality CT, "
-                "bmdqct measures bone density in Hounsfield units from CT only")
-        chosen = cts[0]
-        others = [s for s in infos if s.uid != chosen.uid]
-        if others:
-            logger.info("%s: %d series found; reading CT series %s (%d slices, %s); others: %s",
-                        root, len(infos), chosen.uid, chosen.n_slices, chosen.folder,
-                        "; ".join(f"{s.uid} ({s.modality}, {s.n_slices} slices, {s.folder})"
-                                  for s in others))
-            patients = {_text(h.ds, "PatientID") for s in [chosen, *others]
-                        for h in series[s.uid][:1]}
-            if len(patients) > 1:
-                logger.warning("%s holds series of %d different PatientIDs; reading %s "
-                               "(pass series_uid= to choose)", root, len(patients), chosen.uid)
+    chosen, choice = choose_series(infos, root, series_uid=series_uid)
+    input_flags: list[tuple[str, str]] = []
+    if choice is not None:
+        logger.warning("%s: %s", root, choice)
+        if series_uid is None:
+            input_flags.append(("series_chosen", choice))
+    if chosen.uid_missing:
+        input_flags.append(("series_uid_missing", (
+            f"the files have an empty SeriesInstanceUID (anonymised export?); grouped as one "
+            f"series by their other tags (key {chosen.uid})")))
+    if chosen.kind == "derived":
+        input_flags.append(("derived_series", (
+            f"series {chosen.uid} is a derived image (ImageType {chosen.image_type}); "
+            "HU of reformats may be smoothed")))
     headers = series[chosen.uid]
     multi = [h for h in headers if int(h.ds.get("NumberOfFrames") or 1) > 1]
     if multi:
@@ -354,8 +537,12 @@ def read_dicom(path, *, series_uid: str | None = None):
                 f"{chosen.folder}: series {chosen.uid} mixes {len(multi)} multi-frame file(s) "
                 f"with {len(headers) - len(multi)} other file(s); expected either one "
                 "multi-frame file or one file per slice")
-        return _read_multiframe(headers[0].path)
-    return _read_series(chosen, headers)
+        result = _read_multiframe(headers[0].path)
+    else:
+        result = _read_series(chosen, headers)
+    *parts, metadata = result
+    input_flags += metadata.pop("input_flags", [])
+    return (*parts, {**metadata, "series_choice": choice, "input_flags": tuple(input_flags)})
 
 
 def _where(info: SeriesInfo) -> str:
@@ -375,7 +562,7 @@ def _read_series(info: SeriesInfo, headers: list[_Header]):
     # De-duplicate copies of the same image (a folder copied into itself, ...).
     unique: dict[tuple, _Header] = {}
     for h in headers:
-        key = (str(h.ds.get("SOPInstanceUID") or h.path), str(h.ds.get("ImagePositionPatient")),
+        key = (_sop_instance(h.ds) or str(h.path), str(h.ds.get("ImagePositionPatient")),
                h.ds.get("Rows"), h.ds.get("Columns"))
         if key in unique:
             logger.info("%s: %s duplicates %s (same SOPInstanceUID); ignored", where, h.path.name,
@@ -405,6 +592,7 @@ def _read_series(info: SeriesInfo, headers: list[_Header]):
                           for h in headers])
     rows, cols = sizes.pop()
     stack = _stack_geometry(positions, iops[0], spacings[0], where)
+    input_flags = _check_rescale(headers, where)
     out = np.empty((len(headers), rows, cols), dtype=np.float32)
     for slot, index in enumerate(stack.order):
         _slice_hu(headers[index], out[slot])
@@ -415,7 +603,43 @@ def _read_series(info: SeriesInfo, headers: list[_Header]):
         if all(v is not None for v in values):
             means[keyword] = float(np.mean(values))
     metadata = dicom_metadata(headers[stack.order[0]].ds, means)
+    if not stack.uniform:
+        steps = np.diff(stack.distance_mm)
+        found = ", ".join(f"{v:g}" for v in np.unique(np.round(steps, 3)))
+        input_flags.append(("irregular_spacing", (
+            f"slice spacing not uniform: steps of {found} mm between {len(steps) + 1} slices; "
+            f"resampled to a uniform {float(np.median(steps)):.4g} mm grid (linear)")))
+    metadata["input_flags"] = input_flags
     return _assemble(out, stack, where) + (metadata,)
+
+
+def _check_rescale(headers: list[_Header], where: str) -> list[tuple[str, str]]:
+    """Refuse unusable RescaleSlope values; flag files without rescale tags."""
+    missing = []
+    for h in headers:
+        if "ModalityLUTSequence" in h.ds:
+            continue
+        slope = h.ds.get("RescaleSlope")
+        if slope is None or slope == "":
+            missing.append(h.path)
+            continue
+        try:
+            value = float(slope)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not np.isfinite(value) or value <= 0:
+            raise DicomSeriesError(
+                f"{h.path}: RescaleSlope is {slope!r}; expected a positive number (HU = "
+                "slope * stored value + intercept; a slope of 0 would make every voxel "
+                "the intercept); the file is corrupt or was edited: export the series again")
+        if h.ds.get("RescaleIntercept") in (None, ""):
+            missing.append(h.path)
+    if not missing:
+        return []
+    return [("rescale_assumed", (
+        f"{len(missing)} of {len(headers)} file(s) lack RescaleSlope/RescaleIntercept "
+        f"(e.g. {missing[0].name}): stored values taken as HU (slope 1, intercept 0); the "
+        "air level was checked (about -1000 HU)"))]
 
 
 def _slice_hu(header: _Header, out: np.ndarray) -> None:
@@ -433,7 +657,7 @@ def _slice_hu(header: _Header, out: np.ndarray) -> None:
     except (NotImplementedError, RuntimeError) as err:
         # pydicom has no decoder for this compressed transfer syntax: let GDCM decode it.
         logger.debug("%s: pydicom cannot decode (%s); using SimpleITK/GDCM", path, err)
-        out[...] = _slice_hu_sitk(path, rows, cols)
+        out[...] = _slice_hu_sitk(path, rows, cols, ds, err)
         return
     except Exception as err:
         raise DicomSeriesError(
@@ -446,8 +670,8 @@ def _slice_hu(header: _Header, out: np.ndarray) -> None:
 
         out[...] = apply_modality_lut(pixels, ds)
         return
-    slope = float(ds.get("RescaleSlope") or 1.0)
-    intercept = float(ds.get("RescaleIntercept") or 0.0)
+    slope = _first_value(ds.get("RescaleSlope"), 1.0)
+    intercept = _first_value(ds.get("RescaleIntercept"), 0.0)
     out[...] = pixels
     if slope != 1.0:
         out *= np.float32(slope)
@@ -455,7 +679,44 @@ def _slice_hu(header: _Header, out: np.ndarray) -> None:
         out += np.float32(intercept)
 
 
-def _slice_hu_sitk(path: Path, rows: int, cols: int) -> np.ndarray:
+#: pip packages that give pydicom a decoder, by transfer syntax UID (pydicom's own
+#: table "Supported Transfer Syntaxes"); bmdqct's install_requires has the first three.
+_CODEC_PACKAGES = {
+    "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.202": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless RPCL
+    "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg",  # JPEG extended
+    "1.2.840.10008.1.2.4.57": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless, process 14
+    "1.2.840.10008.1.2.4.70": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless, SV1
+    "1.2.840.10008.1.2.4.80": "pylibjpeg pylibjpeg-libjpeg (or pyjpegls)",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pylibjpeg pylibjpeg-libjpeg (or pyjpegls)",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle (pydicom also decodes RLE itself)",
+}
+
+
+def codec_hint(transfer_syntax) -> str:
+    """What to install so that pydicom decodes `transfer_syntax` (a sentence).
+
+    Examples
+    --------
+    >>> codec_hint("1.2.840.10008.1.2.4.90")
+    'JPEG 2000 Image Compression (Lossless Only): pip install pylibjpeg pylibjpeg-openjpeg'
+    """
+    from pydicom.uid import UID
+
+    uid = UID(str(transfer_syntax or ""))
+    name = uid.name if uid else "unknown transfer syntax"
+    packages = _CODEC_PACKAGES.get(str(uid))
+    if packages is None:
+        return f"{name}: no pip package known to bmdqct decodes it; convert the series with " \
+               "`gdcmconv --raw` (Debian package libgdcm-tools) or dcm2niix"
+    return f"{name}: pip install {packages}"
+
+
+def _slice_hu_sitk(path: Path, rows: int, cols: int, ds=None, first_error=None) -> np.ndarray:
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -464,8 +725,12 @@ def _slice_hu_sitk(path: Path, rows: int, cols: int) -> np.ndarray:
     try:
         image = reader.Execute()
     except RuntimeError as err:
-        raise DicomSeriesError(f"{path}: cannot decode the pixel data ({err}); "
-                               "expected a readable CT image") from err
+        meta = getattr(ds, "file_meta", None)
+        syntax = None if meta is None else meta.get("TransferSyntaxUID")
+        raise DicomSeriesError(
+            f"{path}: cannot decode the pixel data (pydicom: {first_error}; GDCM: "
+            f"{str(err).strip().splitlines()[-1] if str(err).strip() else err}); a codec is "
+            f"missing for {codec_hint(syntax)}") from err
     array = sitk.GetArrayFromImage(image).astype(np.float32)
     return array.reshape(rows, cols)
 
@@ -527,6 +792,10 @@ def _read_multiframe(path: Path):
         # the functional group wins whenever present, also with a value of 0 (no `or` chain)
         slope = _first_value(_functional(ds, "PixelValueTransformationSequence", "RescaleSlope", index),
                              ds.get("RescaleSlope"), 1.0)
+        if not np.isfinite(slope) or slope <= 0:
+            raise DicomSeriesError(
+                f"{path}: RescaleSlope of frame {index + 1} is {slope:g}; expected a positive "
+                "number (HU = slope * stored value + intercept); export the series again")
         intercept = _first_value(_functional(ds, "PixelValueTransformationSequence", "RescaleIntercept",
                                              index), ds.get("RescaleIntercept"), 0.0)
         out[slot] = frames[index].astype(np.float32) * np.float32(slope) + np.float32(intercept)

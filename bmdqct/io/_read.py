@@ -12,6 +12,9 @@ import numpy as np
 
 from . import _dicom
 from ._dicom import HU_AIR, replace_padding
+from .._grid import bounding_grid as _bounding_grid
+from .._grid import resample_array as _resample_array
+from .._grid import resample_volume as _resample_volume
 from ..errors import GeometryError, InputError
 from ..levels import level_id, scheme_ids
 from ..volume import _LPS_TO_RAS, METADATA_KEYS, CTVolume, LabelVolume, axis_codes, same_grid, to_canonical
@@ -109,12 +112,15 @@ def load_ct(path, *, series_uid: str | None = None) -> CTVolume:
                              f"expected {_FORMATS}")
         volume, padding, notes, dicom_meta = _dicom.read_dicom(path, series_uid=series_uid)
         metadata.update(dicom_meta)
+        input_flags = list(metadata.pop("input_flags", ()))
         reversed_axes = True  # (slice, row, column) arrays; files index (column, row, slice)
     else:
         array, affine, reversed_axes = (_read_nifti if kind == "nifti" else _read_itk)(path)
         padding = replace_padding(array)
         volume = CTVolume(array, affine)
+        input_flags = []
     metadata["padding_hu"], metadata["padding_voxels"] = padding
+    check_hu_scale(volume.hu, path)
     if padding[0] is not None:
         logger.info("%s: %d voxels of outside-field-of-view padding (%g HU) set to %g HU",
                     path, padding[1], padding[0], HU_AIR)
@@ -126,10 +132,63 @@ def load_ct(path, *, series_uid: str | None = None) -> CTVolume:
     metadata["input_affine"] = tuple(tuple(float(v) for v in row) for row in input_affine)
     metadata["input_shape"] = tuple(volume.shape[i] for i in order)
     metadata["input_orientation"] = axis_codes(input_affine)
+    metadata["input_flags"] = tuple(tuple(f) for f in input_flags)
     canonical = to_canonical(volume)
     logger.debug("%s: read %s, input orientation %s", path, canonical,
                  "".join(metadata["input_orientation"]))
     return canonical.with_metadata(**metadata)
+
+
+#: Share of voxels at 800-1150 HU (where fat and soft tissue sit when 1024 was added)
+#: above which a scan without any voxel below -200 HU counts as stored as HU + 1024.
+OFFSET_TISSUE_FRACTION = 0.10
+
+
+def check_hu_scale(hu: np.ndarray, source) -> None:
+    """Refuse an image whose values are HU + 1024 (air at 0) instead of HU.
+
+    A CT in Hounsfield units has air at -1000 HU, fat at about -100 HU and soft
+    tissue at 0-80 HU; cortical bone above 800 HU fills a few percent of a scan at
+    most. Stored as HU + 1024 (an unsigned export, a missing RescaleIntercept), air
+    sits at about 0, fat at about 920 and soft tissue at 1030-1100. The rule: fewer
+    than 0.1 % of the voxels below -200 HU (no air, no lung, no fat) **and** at least
+    :data:`OFFSET_TISSUE_FRACTION` of them at 800-1150 HU. A constant padding value
+    (the minimum, when it holds over 1 % of the voxels) is left out first, because
+    -2048 padding becomes -1024 after adding 1024. Every 2nd voxel along each axis is
+    looked at.
+
+    Raises
+    ------
+    InputError
+        Naming `source`, the air level found and what to do.
+
+    Examples
+    --------
+    >>> hu = np.full((20, 20, 20), -1000.0); hu[5:15, 5:15, 5:15] = 40.0
+    >>> check_hu_scale(hu, "ct.nii")  # air at -1000 HU: fine
+    >>> check_hu_scale(hu + 1024, "ct.nii")
+    Traceback (most recent call last):
+    ...
+    bmdqct.errors.InputError: ct.nii: the values look like HU + 1024, not Hounsfield units: ...
+    """
+    sample = np.asarray(hu)[::2, ::2, ::2].ravel()
+    if sample.size == 0:
+        return
+    low = float(sample.min())
+    if low <= -500 and np.count_nonzero(sample == low) > 0.01 * sample.size:
+        sample = sample[sample != low]  # constant padding
+        if sample.size == 0:
+            return
+    below = float(np.mean(sample < -200))
+    tissue = float(np.mean((sample >= 800) & (sample <= 1150)))
+    if below < 0.001 and tissue >= OFFSET_TISSUE_FRACTION:
+        air = float(np.percentile(sample, 1))
+        raise InputError(
+            f"{source}: the values look like HU + 1024, not Hounsfield units: no voxel below "
+            f"-200 HU (air and fat missing; lowest level about {air:.0f}, where air sits if 1024 "
+            f"was added) and {tissue:.0%} of the voxels at 800..1150, where fat and soft tissue "
+            "sit if 1024 was added; expected air at about -1000 HU; subtract 1024 from the "
+            "image (or fix its RescaleIntercept) and read it again")
 
 
 def _squeeze3d(array: np.ndarray, path: Path) -> np.ndarray:
@@ -174,8 +233,11 @@ def _read_itk_raw(path: Path):
     """Array (z, y, x) in the file's dtype and LPS affine of a MetaImage/NRRD file (SimpleITK)."""
     import SimpleITK as sitk
 
+    # The ImageIO is named, not guessed from the suffix: ITK's guess is case-sensitive
+    # and refuses "CT.MHA" or "CT.MHD".
+    io_name = "NrrdImageIO" if path.name.lower().endswith((".nrrd", ".nhdr")) else "MetaImageIO"
     try:
-        image = sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path), imageIO=io_name)
     except RuntimeError as err:
         raise InputError(f"{path}: cannot read this image ({err.args[0].splitlines()[-1]}); "
                          "expected a valid .mha/.mhd/.nrrd") from err
@@ -239,73 +301,8 @@ def _regularize(volume: CTVolume, source) -> tuple[CTVolume, str | None]:
     return CTVolume(hu, affine), note
 
 
-def _bounding_grid(affine, shape, target) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Grid with the axes of `target` that covers every voxel centre of (affine, shape)."""
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
-    world = affine[:3, :3] @ corners + affine[:3, 3:4]
-    index = np.linalg.solve(target[:3, :3], world)
-    low, high = index.min(axis=1), index.max(axis=1)
-    out = target.copy()
-    out[:3, 3] = target[:3, :3] @ low
-    new_shape = tuple(int(np.ceil(h - lo - 1e-6)) + 1 for lo, h in zip(low, high))
-    return out, new_shape
-
-
 # --------------------------------------------------------------------------- resampling
-
-
-def _resample_array(array: np.ndarray, source_affine, target_affine, target_shape, *,
-                    order: int, fill: float) -> np.ndarray:
-    """Resample `array` from one grid onto another in physical space (SimpleITK).
-
-    Both grids are given to ITK in index space (unit spacing, zero origin) and linked by
-    the affine transform ``inv(source_affine) @ target_affine``, so any affine (oblique,
-    flipped, permuted) works. SimpleITK's resampler is multi-threaded and was 1.3-2.7x
-    faster than ``scipy.ndimage.affine_transform`` on a 512x512x300 volume (see
-    benchmarks/bench_io.py). ITK counts a point as inside the input up to half a voxel
-    beyond the outer voxel centres (the voxel's extent).
-    """
-    import SimpleITK as sitk
-
-    interpolators = {0: sitk.sitkNearestNeighbor, 1: sitk.sitkLinear, 3: sitk.sitkBSpline}
-    if order not in interpolators:
-        raise ValueError(f"order must be 0 (nearest), 1 (linear) or 3 (cubic B-spline), "
-                         f"got {order!r}")
-    mapping = np.linalg.inv(np.asarray(source_affine, float)) @ np.asarray(target_affine, float)
-    flip = np.eye(3)[::-1]  # numpy axes (i, j, k) are ITK axes (z, y, x)
-    transform = sitk.AffineTransform((flip @ mapping[:3, :3] @ flip).ravel().tolist(),
-                                     (flip @ mapping[:3, 3]).tolist(), (0.0, 0.0, 0.0))
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    resampler = sitk.ResampleImageFilter()
-    resampler.SetSize([int(n) for n in target_shape[::-1]])
-    resampler.SetTransform(transform)
-    resampler.SetInterpolator(interpolators[order])
-    resampler.SetDefaultPixelValue(float(fill))
-    resampler.SetOutputPixelType(image.GetPixelID())
-    return sitk.GetArrayFromImage(resampler.Execute(image))
-
-
-def _resample_volume(volume, affine, shape, *, order: int | None = None,
-                     fill: float | None = None):
-    """`volume` (CTVolume or LabelVolume) on the grid (affine, shape), same type."""
-    is_labels = isinstance(volume, LabelVolume)
-    if not is_labels and not isinstance(volume, CTVolume):
-        raise TypeError(f"expected a CTVolume or LabelVolume, got {type(volume).__name__}")
-    if order is None:
-        order = 0 if is_labels else 1
-    if is_labels and order != 0:
-        raise ValueError(f"labels are resampled with nearest neighbour (order=0); got order="
-                         f"{order}: interpolating label ids would invent labels")
-    if fill is None:
-        fill = 0 if is_labels else HU_AIR
-    shape = tuple(int(n) for n in shape)
-    if volume.shape == shape and np.allclose(volume.affine, affine, rtol=0, atol=1e-6):
-        return volume
-    array = volume.labels if is_labels else volume.hu
-    out = _resample_array(array, volume.affine, affine, shape, order=order, fill=fill)
-    if is_labels:
-        return LabelVolume(out, affine, names=volume.names)
-    return CTVolume(out, affine, metadata=volume.metadata)
+# (the core lives in bmdqct._grid, shared with bmdqct.preprocess)
 
 
 # --------------------------------------------------------------------------- labels

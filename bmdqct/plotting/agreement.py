@@ -164,8 +164,17 @@ def plot_bland_altman(result, *, ax=None, ci: str | None = "approximate",
     return ax
 
 
+#: Fewer positives (or negatives) than this, or a zero-width interval: the legend says the
+#: DeLong CI cannot be trusted instead of printing it.
+MIN_CASES_FOR_AUC_CI = 5
+
+
 def plot_roc(results, *, ax=None, title: str | None = None, logit_ci: bool = False):
     """ROC curves with their AUC and DeLong 95 % CI in the legend.
+
+    With fewer than :data:`MIN_CASES_FOR_AUC_CI` positive or negative cases, or a
+    zero-width interval (perfect separation), the legend says the CI is not
+    reliable instead of printing it.
 
     Parameters
     ----------
@@ -185,7 +194,7 @@ def plot_roc(results, *, ax=None, title: str | None = None, logit_ci: bool = Fal
     >>> from bmdqct.agreement import roc_analysis
     >>> ax = plot_roc({"test": roc_analysis([1, 1, 0, 0, 1, 0], [0.9, 0.7, 0.4, 0.6, 0.8, 0.1])})
     >>> ax.get_legend().get_texts()[0].get_text().splitlines()
-    ['test', 'AUC 1.000 (1.000–1.000), 3/6 positive']
+    ['test', 'AUC 1.000 (CI not reliable with 3 positive), 3/6 positive']
     """
     ax = _axes(ax)
     if not isinstance(results, Mapping):
@@ -193,10 +202,15 @@ def plot_roc(results, *, ax=None, title: str | None = None, logit_ci: bool = Fal
     styles = ("-", "--", "-.", ":")          # curves that coincide stay distinguishable
     for k, (name, res) in enumerate(results.items()):
         low, high = res.auc_ci_logit if logit_ci else res.auc_ci
+        few = min(res.n_positive, res.n_negative)
+        if few < MIN_CASES_FOR_AUC_CI or not high > low:   # DeLong's variance is then no guide
+            interval = f"CI not reliable with {few} {'positive' if res.n_positive == few else 'negative'}"
+        else:
+            interval = f"{low:.3f}–{high:.3f}"
         # Corner points joined by straight lines: tied scores give the diagonal segment
         # whose area the AUC counts as ½.
         ax.plot(res.fpr, res.tpr, linewidth=1.8, linestyle=styles[k % len(styles)],
-                label=f"{name}\nAUC {res.auc:.3f} ({low:.3f}–{high:.3f}), "
+                label=f"{name}\nAUC {res.auc:.3f} ({interval}), "
                       f"{res.n_positive}/{res.n_positive + res.n_negative} positive")
     ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
     ax.set_xlim(-0.01, 1.01)

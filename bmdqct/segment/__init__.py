@@ -13,6 +13,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner off stderr
 
+from ._tf_quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # before .model imports it: start-up logging -> DEBUG log messages
+
 from .grid import Prepared, prepare, to_source_grid  # noqa: E402
 from .inference import Segmentation, predict_patches, segment_spine  # noqa: E402
 from .model import (  # noqa: E402

@@ -36,8 +36,15 @@ from .grid import prepare, scale_hu
 from .inference import predict_patches
 from .model import PRESETS, Preset, SpineModel, build_model, load_model, save_model
 
-__all__ = ["TrainingConfig", "dice_loss", "dice_scores", "train", "synthetic_training_scan",
-           "prepare_case", "load_folder_cases"]
+__all__ = [
+    "TrainingConfig",
+    "dice_loss",
+    "dice_scores",
+    "load_folder_cases",
+    "prepare_case",
+    "synthetic_training_scan",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +79,9 @@ class TrainingConfig:
     seed: int = 0
     workers: int = 2
     init_model: str | None = None
+    generator: str = "training"
+    data_fraction: float = 0.0
+    transfer_augment: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,7 +134,7 @@ def prepare_case(volume, classes: np.ndarray, preset: Preset) -> dict:
     return {"hu": hu, "labels": labels.astype(np.uint8)}
 
 
-def synthetic_training_scan(seed: int):
+def synthetic_training_scan(seed: int, generator: str = "training"):
     """One randomised synthetic scan for training: ``(CTVolume, classes ndarray)``.
 
     The options come from :func:`bmdqct.synthetic.random_training_options`:
@@ -133,9 +143,14 @@ def synthetic_training_scan(seed: int):
     fractures, sclerotic foci, scoliosis, and the appearance of cortex,
     endplates, trabecular texture, marrow, body shape, discs and soft tissue.
     """
-    from ..synthetic import random_training_options, synthesize_ldct
+    from ..synthetic import (
+        random_training_options,
+        random_transfer_options,
+        synthesize_ldct,
+    )
 
-    options = random_training_options(np.random.default_rng([seed, 7]))
+    draw = {"training": random_training_options, "transfer": random_transfer_options}[generator]
+    options = draw(np.random.default_rng([seed, 7]))
     volume, truth = synthesize_ldct(seed, **options)
     return volume, np.asarray(truth.classes.labels)
 
@@ -195,13 +210,14 @@ def _cached(cache_dir: Path, key: str, build) -> dict:
     return case
 
 
-def _synthetic_case(seed: int, preset: Preset) -> dict:
-    volume, classes = synthetic_training_scan(seed)
+def _synthetic_case(seed: int, preset: Preset, generator: str = "training") -> dict:
+    volume, classes = synthetic_training_scan(seed, generator)
     return prepare_case(volume, classes, preset)
 
 
 # ------------------------------------------------------------------ augmentation
-def _sample(case: dict, preset: Preset, rng: np.random.Generator, *, augment: bool = True):
+def _sample(case: dict, preset: Preset, rng: np.random.Generator, *, augment: bool = True,
+            transfer: bool = False):
     """One (image, one-hot labels) training pair from a cached case."""
     depth = preset.patch_depth
     hu, labels = case["hu"], case["labels"]
@@ -243,9 +259,70 @@ def _sample(case: dict, preset: Preset, rng: np.random.Generator, *, augment: bo
             noise = rng.standard_normal(x.shape).astype(np.float32)
             noise = ndimage.gaussian_filter(noise, (0.0, 0.6, 0.6))
             x = x + noise * (sigma / max(noise.std(), 1e-6))
+        if transfer and rng.random() < 0.7:
+            x = transfer_augment(x, y, rng, float(preset.spacing_mm[1]))
     image = scale_hu(x, preset.hu_window)
     onehot = np.eye(_N_CLASSES, dtype=np.float32)[y]
     return image[..., None], onehot
+
+
+def transfer_augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                     spacing_mm: float = 2.0) -> np.ndarray:
+    """Appearance the renderer does not draw, added to a (Z, H, W) HU crop (new array).
+
+    SynthSeg-style: a random piecewise-linear remapping of the HU of fat, soft
+    tissue and bone (levels within wide bounds); contrast-filled tubes and
+    chambers of 150-500 HU outside the vertebral bodies (aorta, heart, vessels),
+    sometimes with calcified wall spots; a smooth bias field; streaks; a
+    field-of-view edge that blanks part of the crop; correlated noise up to 80 HU.
+    Labels `y` are unchanged (nothing is drawn over a labelled body).
+
+    Examples
+    --------
+    >>> x = np.zeros((4, 16, 16), np.float32); y = np.zeros(x.shape, np.uint8)
+    >>> transfer_augment(x, y, np.random.default_rng(0)).shape
+    (4, 16, 16)
+    """
+    x = np.array(x, dtype=np.float32)
+    z, h, w = x.shape
+    if rng.random() < 0.7:  # tissue levels: fat, muscle/organ, bone move independently
+        knots = np.array([-1000.0, -100.0, 40.0, 200.0, 1000.0, 2000.0])
+        moved = knots + np.array([0.0, rng.uniform(-60, 60), rng.uniform(-40, 60),
+                                  rng.uniform(-60, 80), rng.uniform(-250, 250), 0.0])
+        x = np.interp(x, knots, np.maximum.accumulate(moved)).astype(np.float32)
+    free = y == 0
+    zz, rr, cc = np.meshgrid(np.arange(z), np.arange(h), np.arange(w), indexing="ij")
+    for _ in range(int(rng.integers(0, 4))):  # contrast-filled vessels and chambers
+        hu = rng.uniform(150.0, 500.0)
+        radius = rng.uniform(3.0, 18.0) / spacing_mm
+        r0, c0 = rng.uniform(0, h), rng.uniform(0, w)
+        if rng.random() < 0.6:  # a tube along z (aorta, IVC), slightly oblique
+            dr, dc = rng.uniform(-0.3, 0.3, 2)
+            dist = np.hypot(rr - (r0 + dr * zz), cc - (c0 + dc * zz))
+        else:  # a chamber
+            z0 = rng.uniform(0, z)
+            dist = np.sqrt((rr - r0) ** 2 + (cc - c0) ** 2 + ((zz - z0) * rng.uniform(0.5, 1.5)) ** 2)
+        inside = (dist < radius) & free
+        x[inside] = hu + rng.normal(0.0, 15.0, inside.sum())
+        if rng.random() < 0.3:  # calcified wall plaques
+            wall = (np.abs(dist - radius) < 0.8) & free & (rng.random(x.shape) < 0.05)
+            x[ndimage.binary_dilation(wall)] = rng.uniform(500.0, 1200.0)
+    if rng.random() < 0.4:  # smooth bias field
+        field = ndimage.zoom(rng.normal(0.0, 1.0, (2, 3, 3)), (z / 2, h / 3, w / 3), order=1)
+        x = x + rng.uniform(10.0, 60.0) * field[:z, :h, :w]
+    if rng.random() < 0.25:  # streaks from dense contrast or metal
+        for _ in range(int(rng.integers(1, 4))):
+            angle = rng.uniform(0, np.pi)
+            d = (rr - rng.uniform(0, h)) * np.cos(angle) - (cc - rng.uniform(0, w)) * np.sin(angle)
+            x = x + rng.choice([-1.0, 1.0]) * rng.uniform(50.0, 250.0) * np.exp(-0.5 * (d / 0.7) ** 2)
+    if rng.random() < 0.15:  # the reconstruction circle cuts through the crop
+        angle = rng.uniform(0, 2 * np.pi)
+        d = (rr - h / 2) * np.cos(angle) + (cc - w / 2) * np.sin(angle)
+        x[d > rng.uniform(0.3, 0.5) * h] = -1024.0
+    sigma = float(np.exp(rng.uniform(np.log(1.0), np.log(80.0))))
+    noise = ndimage.gaussian_filter(rng.standard_normal(x.shape).astype(np.float32),
+                                    (0.0, rng.uniform(0.3, 1.0), rng.uniform(0.3, 1.0)))
+    return (x + noise * (sigma / max(float(noise.std()), 1e-6))).astype(np.float32)
 
 
 # -------------------------------------------------------------------------- loop
@@ -335,7 +412,8 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
         steps = tqdm(range(config.steps_per_epoch), disable=not progress,
                      desc=f"epoch {state['epoch'] + 1}/{config.epochs}", unit="step")
         for _ in steps:
-            pairs = [_sample(train_cases[rng.integers(len(train_cases))], preset, rng)
+            pairs = [_sample(_pick_case(train_cases, config, rng), preset, rng,
+                             transfer=config.transfer_augment)
                      for _ in range(config.batch_size)]
             x = np.stack([p[0] for p in pairs])
             y = np.stack([p[1] for p in pairs])
@@ -369,19 +447,41 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
     return load_model(output)  # the best epoch's weights, not the last
 
 
-def _build_cache_entry(seed: int, preset: Preset, cache_dir: str) -> None:
-    _cached(Path(cache_dir), f"{preset.name}-syn-{seed}", lambda: _synthetic_case(seed, preset))
+def _pick_case(cases: list[dict], config: TrainingConfig, rng: np.random.Generator) -> dict:
+    """A training case: a real one (``config.data_fraction`` of draws) or a synthetic one.
+
+    With ``data_fraction <= 0`` every case is equally likely (real or synthetic).
+    """
+    if config.data_fraction <= 0:
+        return cases[rng.integers(len(cases))]
+    real = [c for c in cases if c.get("real")]
+    synthetic = [c for c in cases if not c.get("real")] or real
+    if real and rng.random() < config.data_fraction:
+        return real[rng.integers(len(real))]
+    return synthetic[rng.integers(len(synthetic))]
 
 
-def _fill_cache(seeds, preset: Preset, cache_dir: Path, *, workers: int, progress: bool) -> None:
+def _syn_key(preset: Preset, seed: int, generator: str) -> str:
+    tag = "syn" if generator == "training" else f"syn{generator}"
+    return f"{preset.name}-{tag}-{seed}"
+
+
+def _build_cache_entry(seed: int, preset: Preset, cache_dir: str, generator: str = "training") -> None:
+    _cached(Path(cache_dir), _syn_key(preset, seed, generator),
+            lambda: _synthetic_case(seed, preset, generator))
+
+
+def _fill_cache(seeds, preset: Preset, cache_dir: Path, *, workers: int, progress: bool,
+                generator: str = "training") -> None:
     """Build missing synthetic cache entries, in `workers` processes."""
-    missing = [s for s in seeds if not (cache_dir / f"{preset.name}-syn-{s}.npz").is_file()]
+    missing = [s for s in seeds
+               if not (cache_dir / f"{_syn_key(preset, s, generator)}.npz").is_file()]
     if not missing:
         return
     bar = tqdm(total=len(missing), disable=not progress, desc="synthetic scans", unit="scan")
     if workers <= 1:
         for seed in missing:
-            _build_cache_entry(seed, preset, str(cache_dir))
+            _build_cache_entry(seed, preset, str(cache_dir), generator)
             bar.update()
     else:
         import multiprocessing
@@ -389,7 +489,7 @@ def _fill_cache(seeds, preset: Preset, cache_dir: Path, *, workers: int, progres
 
         context = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(_build_cache_entry, s, preset, str(cache_dir))
+            futures = [pool.submit(_build_cache_entry, s, preset, str(cache_dir), generator)
                        for s in missing]
             for future in futures:
                 future.result()
@@ -400,13 +500,17 @@ def _fill_cache(seeds, preset: Preset, cache_dir: Path, *, workers: int, progres
 def _load_training_cases(config: TrainingConfig, preset: Preset, cache_dir: Path,
                          progress: bool) -> list[dict]:
     seeds = range(config.synthetic_seed_start, config.synthetic_seed_start + config.n_synthetic)
-    _fill_cache(seeds, preset, cache_dir, workers=config.workers, progress=progress)
-    cases = [_cached(cache_dir, f"{preset.name}-syn-{s}", lambda s=s: _synthetic_case(s, preset))
+    gen = config.generator
+    _fill_cache(seeds, preset, cache_dir, workers=config.workers, progress=progress, generator=gen)
+    cases = [_cached(cache_dir, _syn_key(preset, s, gen), lambda s=s: _synthetic_case(s, preset, gen))
              for s in seeds]
-    for folder in config.data_dirs:
-        for name, volume, classes in load_folder_cases(folder, scheme=config.label_scheme):
+    for entry in config.data_dirs:
+        # "DIR=scheme" overrides config.label_scheme for one folder
+        folder, _, scheme = str(entry).rpartition("=") if "=" in str(entry) else (entry, "", "")
+        for name, volume, classes in load_folder_cases(folder, scheme=scheme or config.label_scheme):
             key = f"{preset.name}-dir-{Path(folder).name}-{name}"
-            cases.append(_cached(cache_dir, key, lambda v=volume, c=classes: prepare_case(v, c, preset)))
+            case = _cached(cache_dir, key, lambda v=volume, c=classes: prepare_case(v, c, preset))
+            cases.append({**case, "real": True})
     if not cases:
         raise InputError("no training data: set n_synthetic > 0 or give data_dirs")
     logger.info("training on %d prepared scans", len(cases))

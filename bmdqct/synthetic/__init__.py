@@ -32,16 +32,29 @@ from ._physics import (
     tissue_table,
 )
 from .cohort import Cohort, CohortSubject, synthesize_cohort
-from .subject import DEFAULT_OPTIONS, DEFAULT_SCANNER, Truth, random_training_options, synthesize_ldct
+from .subject import (
+    DEFAULT_OPTIONS,
+    DEFAULT_SCANNER,
+    Truth,
+    heldout_options,
+    random_training_options,
+    random_transfer_options,
+    synthesize_ldct,
+)
 
 __all__ = [
     "CORTICAL_BONE_MG_CM3",
     "DEFAULT_NPS_PEAK_CYCLES_MM",
+    "DEFAULT_OPTIONS",
     "DEFAULT_PSF_FWHM_MM",
+    "DEFAULT_SCANNER",
     "KVP_RANGE",
     "PADDING_HU",
     "SUPPORTED_KVP",
     "TISSUES",
+    "Cohort",
+    "CohortSubject",
+    "Truth",
     "apply_fov_padding",
     "apply_psf",
     "blur_and_add_noise",
@@ -51,23 +64,25 @@ __all__ = [
     "effective_energy_kev",
     "fov_mask",
     "ha_rod_hu",
+    "heldout_options",
     "mindways_rod_hu",
     "noise_power_spectrum",
     "noise_sd_of_mean",
     "psf_sigma_voxels",
+    "random_training_options",
+    "random_transfer_options",
+    "synthesize_cohort",
+    "synthesize_ldct",
     "tissue_hu",
     "tissue_table",
-    "Cohort",
-    "CohortSubject",
-    "synthesize_cohort",
-    "DEFAULT_OPTIONS",
-    "DEFAULT_SCANNER",
-    "Truth",
-    "synthesize_ldct",
-    "random_training_options",
 ]
 
 # calibration owner: synthetic phantom scans (bmdqct.synthetic.phantom)
-from .phantom import EXAMPLE_CERTIFICATES, PhantomTruth, example_certificate, synthesize_phantom_scan  # noqa: E402
+from .phantom import (
+    EXAMPLE_CERTIFICATES,
+    PhantomTruth,
+    example_certificate,
+    synthesize_phantom_scan,
+)
 
-__all__ += ["PhantomTruth", "synthesize_phantom_scan", "example_certificate", "EXAMPLE_CERTIFICATES"]
+__all__ += ["EXAMPLE_CERTIFICATES", "PhantomTruth", "example_certificate", "synthesize_phantom_scan"]

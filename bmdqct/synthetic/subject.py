@@ -51,7 +51,15 @@ from ..volume import METADATA_KEYS, CTVolume, LabelVolume
 from . import _appearance, _physics
 from ._anatomy import _BODY_REF, MODEL_LEVELS, make_subject, subject_streams
 
-__all__ = ["Truth", "synthesize_ldct", "random_training_options", "DEFAULT_OPTIONS", "DEFAULT_SCANNER"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "DEFAULT_SCANNER",
+    "Truth",
+    "heldout_options",
+    "random_training_options",
+    "random_transfer_options",
+    "synthesize_ldct",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -729,3 +737,69 @@ def _truth(renderer, subject, affine, seed, resolved, a_hu, b_hu, noise_hu, kvp)
         anomalies={k: v for k, v in subject.anomalies.items()},
         centers_mm=centers, seed=seed, options=resolved,
     )
+
+
+def random_transfer_options(rng=None) -> dict:
+    """Options of :func:`synthesize_ldct` widened for transfer to real CT (SynthSeg-style).
+
+    Starts from :func:`random_training_options` and widens the grid and physics:
+    pixels 0.5-3 mm, slices 0.6-5 mm, noise 2-80 HU (log-uniform), PSF 0.5-3.5 mm,
+    kVp 70-140. Appearance effects that the renderer does not draw (contrast-filled
+    vessels and heart chambers, calcified aorta, streaks, bias fields, cropped
+    fields of view, arms) are added to training crops by
+    :func:`bmdqct.segment.train.transfer_augment`.
+
+    Examples
+    --------
+    >>> opts = random_transfer_options(4)
+    >>> opts == random_transfer_options(4), 0.5 <= opts["pixel_mm"] <= 3.0
+    (True, True)
+    """
+    rng = np.random.default_rng(rng)
+    opts = random_training_options(rng)
+    pixel = float(np.exp(rng.uniform(math.log(0.5), math.log(3.0))))
+    n = int(np.clip(round(float(rng.uniform(340.0, 460.0)) / pixel), 64, 640))
+    slice_mm = float(rng.choice((0.6, 1.0, 1.25, 2.0, 3.0, 4.0, 5.0)))
+    # voxel cap as for training scans: coarser slices on fine grids
+    while n * n * 400.0 / slice_mm > TRAIN_MAX_VOXELS and slice_mm < 5.0:
+        slice_mm = {0.6: 1.0, 1.0: 1.25, 1.25: 2.0, 2.0: 3.0, 3.0: 4.0, 4.0: 5.0}[slice_mm]
+    opts.update({
+        "shape": (n, n), "pixel_mm": round(pixel, 4), "slice_mm": slice_mm,
+        "slice_thickness_mm": None,
+        "noise_hu": round(float(np.exp(rng.uniform(math.log(2.0), math.log(80.0)))), 2),
+        "psf_fwhm_mm": round(float(rng.uniform(0.5, 3.5)), 3),
+        "kvp": float(rng.choice((70.0, 80.0, 100.0, 120.0, 140.0))),
+    })
+    if opts["cranial"] in _TRAIN_CRANIAL[:3] and n * n * 300.0 / slice_mm > TRAIN_MAX_VOXELS:
+        opts["cranial"] = "T6"
+    return opts
+
+
+def heldout_options(rng=None) -> dict:
+    """A synthetic configuration never used in training, for measuring generalisation.
+
+    Other anatomy ranges and appearance families than :func:`random_training_options`
+    and :func:`random_transfer_options`: scans T4-T8 down to L3-L5, 0.6-0.9 mm pixels
+    on a 512 grid, 1.25 or 2 mm slices, high noise (45-70 HU), bright thick cortex
+    (800-1100 mg/cm3), coarse texture (4-6 mm grain), marrow patches 40-70 mg/cm3,
+    heavy fat planes and soft texture 15-30 HU.
+
+    Examples
+    --------
+    >>> opts = heldout_options(1)
+    >>> opts["caudal"] in ("L3", "L4", "L5"), 45.0 <= opts["noise_hu"] <= 70.0
+    (True, True)
+    """
+    rng = np.random.default_rng(rng)
+    u = [float(x) for x in rng.random(10)]
+    return {
+        "cranial": str(rng.choice(("T4", "T5", "T6", "T7", "T8"))),
+        "caudal": str(rng.choice(("L3", "L4", "L5"))), "margin_mm": 10.0,
+        "shape": (512, 512), "pixel_mm": round(0.6 + 0.3 * u[0], 4),
+        "slice_mm": float(rng.choice((1.25, 2.0))), "kvp": float(rng.choice((100.0, 120.0, 140.0))),
+        "noise_hu": round(45.0 + 25.0 * u[1], 2), "psf_fwhm_mm": round(1.0 + 1.0 * u[2], 3),
+        "cortical_mg_cm3": round(800.0 + 300.0 * u[3], 1), "cortical_mm": round(1.2 + 0.8 * u[4], 3),
+        "texture_mg_cm3": round(30.0 + 40.0 * u[5], 2), "texture_scale_mm": round(4.0 + 2.0 * u[6], 3),
+        "marrow_mg_cm3": round(40.0 + 30.0 * u[7], 2), "fat_planes": round(0.7 + 0.3 * u[8], 3),
+        "soft_texture_hu": round(15.0 + 15.0 * u[9], 2), "shape_irregularity": 0.6,
+    }

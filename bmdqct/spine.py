@@ -1,0 +1,459 @@
+"""The vertebral column found from the image alone: the spinal canal and the bodies in front of it.
+
+The spinal canal is a low-attenuation tube (cerebrospinal fluid and cord, about
+0–60 HU) enclosed by bone: the vertebral body in front, the pedicles at the sides
+and the laminae behind. :func:`find_spinal_canal` finds it slice by slice and
+links the slices into one chain, without any segmentation network, so that the
+network's crop can be centred on the column and its output checked against it.
+
+Method
+------
+1. Per axial slice, bone is ``HU > bone_hu`` after a light in-plane smoothing,
+   closed with a disc of ``closing_mm`` to bridge the thin gaps of a real
+   neural arch. Holes of the closed bone mask (regions enclosed by bone) are
+   candidates when their area is that of a canal (``canal_area_mm2``), their
+   mean HU is that of fluid/soft tissue (``canal_hu``), and dense bone lies
+   directly in front of them (the posterior wall of the vertebral body, mean
+   HU above ``body_wall_hu`` in a strip ``wall_depth_mm`` deep).
+2. Candidates are linked across slices into the best chain by dynamic
+   programming over a directed acyclic graph (slice order): each candidate
+   earns a reward, each step pays for in-plane displacement (the canal is
+   straight to within a few mm per cm) and for slices skipped (at the
+   intervertebral levels the neural arch is open and no hole is enclosed).
+   Steps longer than ``max_gap_mm`` are not allowed.
+3. Between the first and the last slice of the chain the canal centre is
+   interpolated linearly where no hole was seen: those slices are ``valid``
+   but not ``detected``.
+4. The body centre is estimated in front of the canal: the centroid of the
+   bone-like tissue (``HU > body_hu``) connected to the canal's anterior wall,
+   within ``body_depth_mm`` in front of it, as an offset from the canal that
+   is smoothed along the column.
+
+Geometry follows :mod:`bmdqct.volume`: the volume must be canonical
+(``('S', 'P', 'L')``), so ``hu[i]`` is an axial slice, rows run anterior to
+posterior and the body lies at *smaller* row index than its canal.
+
+Examples
+--------
+>>> import numpy as np
+>>> from bmdqct.volume import CTVolume
+>>> hu = np.full((20, 64, 64), 40.0)
+>>> yy, xx = np.mgrid[:64, :64]
+>>> ring = ((yy - 40) ** 2 + (xx - 32) ** 2 <= 14 ** 2) & ((yy - 40) ** 2 + (xx - 32) ** 2 > 8 ** 2)
+>>> body = (yy - 20) ** 2 + (xx - 32) ** 2 <= 12 ** 2
+>>> hu[:, ring] = 700.0
+>>> hu[:, body] = 250.0
+>>> canal = find_spinal_canal(CTVolume.from_spacing(hu, spacing=(2.0, 1.0, 1.0)))
+>>> bool(canal.valid.all()), np.round(canal.centre_index[5]).tolist()
+(True, [40.0, 32.0])
+>>> bool(canal.body_centre_index[5, 0] < canal.centre_index[5, 0])
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import GeometryError, InputError
+from .volume import CANONICAL_ORIENTATION, CTVolume
+
+__all__ = [
+    "SpinalCanal",
+    "find_spinal_canal",
+    "distance_to_canal_mm",
+    "column_mask",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def _readonly(array, dtype) -> np.ndarray:
+    out = np.array(array, dtype=dtype)
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class SpinalCanal:
+    """The spinal canal and the vertebral-body line in front of it, per axial slice.
+
+    Attributes
+    ----------
+    centre_index : (I, 2) ndarray
+        Canal centre ``(row, column)`` in voxel indices of each axial slice
+        ``hu[i]`` (row: anterior to posterior, column: right to left); NaN where
+        not ``valid``.
+    centre_mm : (I, 3) ndarray
+        The same point in patient LPS mm; NaN where not ``valid``.
+    valid : (I,) ndarray of bool
+        Slices between the first and last slice where the canal was seen.
+    detected : (I,) ndarray of bool
+        Slices where an enclosed canal was actually seen (``valid`` also holds
+        the slices in between, interpolated).
+    diameter_mm : (I,) ndarray
+        Equivalent diameter of the canal's cross-section where detected, else NaN.
+    body_centre_index : (I, 2) ndarray
+        Estimated centre of the vertebral body (or disc) in front of the canal,
+        ``(row, column)``; NaN where not ``valid``.
+    body_centre_mm : (I, 3) ndarray
+        The same in LPS mm.
+    spacing : tuple of float
+        Voxel spacing (mm) of the volume the canal was found in.
+
+    Examples
+    --------
+    >>> c = SpinalCanal.empty((3, 8, 8), np.eye(4))
+    >>> c.n_valid, c.length_mm
+    (0, 0.0)
+    """
+
+    centre_index: np.ndarray = field(repr=False)
+    centre_mm: np.ndarray = field(repr=False)
+    valid: np.ndarray = field(repr=False)
+    detected: np.ndarray = field(repr=False)
+    diameter_mm: np.ndarray = field(repr=False)
+    body_centre_index: np.ndarray = field(repr=False)
+    body_centre_mm: np.ndarray = field(repr=False)
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self):
+        for name, dtype in (("centre_index", np.float64), ("centre_mm", np.float64),
+                            ("valid", bool), ("detected", bool), ("diameter_mm", np.float64),
+                            ("body_centre_index", np.float64), ("body_centre_mm", np.float64)):
+            object.__setattr__(self, name, _readonly(getattr(self, name), dtype))
+        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
+
+    @classmethod
+    def empty(cls, shape, affine) -> SpinalCanal:
+        """A canal that was not found anywhere in a volume of `shape`."""
+        n = int(shape[0])
+        spacing = tuple(float(s) for s in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+        nan2, nan3 = np.full((n, 2), np.nan), np.full((n, 3), np.nan)
+        return cls(nan2, nan3, np.zeros(n, bool), np.zeros(n, bool), np.full(n, np.nan),
+                   nan2, nan3, spacing)
+
+    @property
+    def n_valid(self) -> int:
+        """Number of axial slices on which the canal is known."""
+        return int(self.valid.sum())
+
+    @property
+    def length_mm(self) -> float:
+        """Cranio-caudal extent of the valid chain, in mm."""
+        if not self.valid.any():
+            return 0.0
+        idx = np.flatnonzero(self.valid)
+        return float((idx[-1] - idx[0]) * self.spacing[0])
+
+    @property
+    def found(self) -> bool:
+        """True when a chain of at least 3 detected slices was found."""
+        return int(self.detected.sum()) >= 3
+
+    def __repr__(self) -> str:
+        return (f"SpinalCanal(valid={self.n_valid}/{self.valid.size} slices, "
+                f"detected={int(self.detected.sum())}, length={self.length_mm:.0f} mm)")
+
+
+def _disc(radius_px: tuple[float, float]) -> np.ndarray:
+    ry, rx = (max(float(r), 0.5) for r in radius_px)
+    ny, nx = int(np.floor(ry)), int(np.floor(rx))
+    yy, xx = np.mgrid[-ny:ny + 1, -nx:nx + 1]
+    return (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
+
+
+def _slice_candidates(hu2d, smooth2d, spacing_yx, *, bone_hu, closing_mm, canal_area_mm2,
+                      canal_hu, body_wall_hu, wall_depth_mm):
+    """Enclosed low-HU holes of one axial slice: list of (row, col, area_mm2, score)."""
+    sy, sx = spacing_yx
+    bone = smooth2d > bone_hu
+    if bone.sum() < 4:
+        return []
+    footprint = _disc((closing_mm / sy, closing_mm / sx))
+    closed = ndimage.binary_closing(np.pad(bone, footprint.shape[0]), structure=footprint)
+    closed = closed[footprint.shape[0]:-footprint.shape[0], footprint.shape[0]:-footprint.shape[0]]
+    holes = ndimage.binary_fill_holes(closed) & ~closed
+    lab, n = ndimage.label(holes)
+    if n == 0:
+        return []
+    px_mm2 = sy * sx
+    idx = np.arange(1, n + 1)
+    area = ndimage.sum(holes, lab, idx) * px_mm2
+    lo_area, hi_area = canal_area_mm2
+    keep = np.flatnonzero((area >= lo_area) & (area <= hi_area))
+    if keep.size == 0:
+        return []
+    means = ndimage.mean(hu2d, lab, idx)
+    objects = ndimage.find_objects(lab)
+    out = []
+    depth = max(int(round(wall_depth_mm / sy)), 1)
+    for q in keep:
+        if not canal_hu[0] <= means[q] <= canal_hu[1]:
+            continue
+        sl = objects[q]
+        rows, cols = np.nonzero(lab[sl] == q + 1)
+        rows = rows + sl[0].start
+        cols = cols + sl[1].start
+        h_mm = (rows.max() - rows.min() + 1) * sy
+        w_mm = (cols.max() - cols.min() + 1) * sx
+        if max(h_mm, w_mm) > 3.0 * min(h_mm, w_mm) + 2 * max(sy, sx):
+            continue  # a slit, not a tube
+        # Posterior wall of the body: dense tissue in front (smaller row) of the hole's front edge.
+        front = {}
+        for r, c in zip(rows, cols):
+            front[c] = min(front.get(c, r), r)
+        wall_vals = []
+        for c, r0 in front.items():
+            r_lo = max(r0 - depth, 0)
+            if r_lo < r0:
+                wall_vals.append(smooth2d[r_lo:r0, c])
+        if not wall_vals:
+            continue
+        wall_vals = np.concatenate(wall_vals)
+        wall_hu = float(np.mean(wall_vals))
+        if wall_hu < body_wall_hu:
+            continue
+        # Reward: a canal-sized, fluid-dense hole in front of which there is bone.
+        size_term = -abs(np.log(area[q] / 200.0))
+        hu_term = -abs(means[q] - 30.0) / 60.0
+        wall_term = min((wall_hu - body_wall_hu) / 150.0, 1.0)
+        score = 2.0 + size_term + hu_term + wall_term
+        out.append((float(rows.mean()), float(cols.mean()), float(area[q]), float(score)))
+    return out
+
+
+def _best_chain(cands, spacing, *, max_gap_mm, step_sigma_mm, skip_cost):
+    """Most rewarding chain through per-slice candidates (DAG dynamic programming)."""
+    sz, sy, sx = spacing
+    nodes = [(k, r, c, a, s) for k, lst in enumerate(cands) for (r, c, a, s) in lst]
+    if not nodes:
+        return []
+    nodes.sort(key=lambda t: t[0])
+    n = len(nodes)
+    best = np.array([t[4] for t in nodes], dtype=float)
+    prev = np.full(n, -1)
+    max_gap = max(int(np.floor(max_gap_mm / sz)), 1)
+    ks = np.array([t[0] for t in nodes])
+    for j in range(n):
+        kj, rj, cj = nodes[j][:3]
+        lo = np.searchsorted(ks, kj - max_gap, side="left")
+        for i in range(lo, j):
+            ki, ri, ci = nodes[i][:3]
+            dk = kj - ki
+            if dk <= 0:
+                continue
+            d_mm = np.hypot((rj - ri) * sy, (cj - ci) * sx)
+            dz = dk * sz
+            if d_mm > 8.0 + 0.6 * dz:
+                continue
+            cost = (d_mm / step_sigma_mm) ** 2 / max(dz / 3.0, 1.0) + skip_cost * (dk - 1) * sz / 3.0
+            val = best[i] + nodes[j][4] - cost
+            if val > best[j]:
+                best[j], prev[j] = val, i
+    j = int(np.argmax(best))
+    chain = []
+    while j >= 0:
+        chain.append(nodes[j])
+        j = int(prev[j])
+    return chain[::-1]
+
+
+def find_spinal_canal(volume: CTVolume, *, bone_hu: float = 180.0, closing_mm: float = 2.5,
+                      canal_area_mm2: tuple[float, float] = (35.0, 650.0),
+                      canal_hu: tuple[float, float] = (-120.0, 110.0),
+                      body_wall_hu: float = 140.0, wall_depth_mm: float = 8.0,
+                      body_hu: float = 90.0, body_depth_mm: float = 60.0,
+                      max_gap_mm: float = 36.0) -> SpinalCanal:
+    """Find the spinal canal and the vertebral-body line in front of it.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        A canonical (``('S', 'P', 'L')``) CT volume in HU.
+    bone_hu : float, optional
+        Threshold of the bone that encloses the canal.
+    closing_mm : float, optional
+        Radius of the in-plane closing that bridges gaps in the neural arch.
+    canal_area_mm2 : (float, float), optional
+        Accepted cross-sectional area of the canal.
+    canal_hu : (float, float), optional
+        Accepted mean HU of the canal's content.
+    body_wall_hu : float, optional
+        Minimum mean HU of the strip in front of the canal (the body's back wall).
+    wall_depth_mm : float, optional
+        Depth of that strip.
+    body_hu : float, optional
+        Threshold of the tissue counted as vertebral body/disc for the body centre.
+    body_depth_mm : float, optional
+        How far in front of the canal the body centre is looked for.
+    max_gap_mm : float, optional
+        Longest run along the column without an enclosed canal that is bridged.
+
+    Returns
+    -------
+    SpinalCanal
+        Empty (``found`` False) when no canal chain is seen.
+
+    Raises
+    ------
+    GeometryError
+        If `volume` is not canonical.
+    InputError
+        If `volume` is not a :class:`~bmdqct.volume.CTVolume`.
+    """
+    if not isinstance(volume, CTVolume):
+        raise InputError(f"find_spinal_canal expects a CTVolume, got {type(volume).__name__}")
+    if tuple(volume.orientation) != CANONICAL_ORIENTATION:
+        raise GeometryError(
+            f"find_spinal_canal needs a canonical ('S', 'P', 'L') volume, got "
+            f"{volume.orientation}; pass it through bmdqct.volume.to_canonical first")
+    spacing = volume.spacing
+    sz, sy, sx = spacing
+    hu = volume.hu
+    n = hu.shape[0]
+    sigma = (0.0, 0.6 / sy, 0.6 / sx)
+    smooth = ndimage.gaussian_filter(hu, sigma=sigma) if max(sigma) > 0.35 else hu
+    cands = [
+        _slice_candidates(hu[k], smooth[k], (sy, sx), bone_hu=bone_hu, closing_mm=closing_mm,
+                          canal_area_mm2=canal_area_mm2, canal_hu=canal_hu,
+                          body_wall_hu=body_wall_hu, wall_depth_mm=wall_depth_mm)
+        for k in range(n)
+    ]
+    chain = _best_chain(cands, spacing, max_gap_mm=max_gap_mm, step_sigma_mm=3.0, skip_cost=0.15)
+    if len(chain) < 2:
+        logger.info("no spinal canal chain found (%d candidate slices)",
+                    sum(bool(c) for c in cands))
+        return SpinalCanal.empty(hu.shape, volume.affine)
+    ks = np.array([t[0] for t in chain])
+    rows = np.array([t[1] for t in chain])
+    cols = np.array([t[2] for t in chain])
+    areas = np.array([t[3] for t in chain])
+    valid = np.zeros(n, bool)
+    valid[ks[0]:ks[-1] + 1] = True
+    detected = np.zeros(n, bool)
+    detected[ks] = True
+    kk = np.arange(n)
+    centre = np.full((n, 2), np.nan)
+    centre[valid, 0] = np.interp(kk[valid], ks, rows)
+    centre[valid, 1] = np.interp(kk[valid], ks, cols)
+    diameter = np.full(n, np.nan)
+    diameter[ks] = 2.0 * np.sqrt(areas / np.pi)
+    body = _body_line(smooth, centre, valid, diameter, spacing, body_hu=body_hu,
+                      body_depth_mm=body_depth_mm)
+    canal = SpinalCanal(centre, _to_mm(volume, centre), valid, detected, diameter, body,
+                        _to_mm(volume, body), spacing)
+    logger.info("spinal canal: %r", canal)
+    return canal
+
+
+def _to_mm(volume, centre_index):
+    n = centre_index.shape[0]
+    ijk = np.column_stack([np.arange(n, dtype=float), centre_index])
+    out = volume.index_to_world(np.nan_to_num(ijk))
+    out[~np.isfinite(centre_index).all(axis=1)] = np.nan
+    return out
+
+
+def _body_line(smooth, centre, valid, diameter, spacing, *, body_hu, body_depth_mm):
+    """Body centre in front of the canal: centroid of body-like tissue touching the canal's front."""
+    sz, sy, sx = spacing
+    n, ny, nx = smooth.shape
+    offsets = np.full((n, 2), np.nan)
+    depth = int(round(body_depth_mm / sy))
+    half_w = int(round(25.0 / sx))
+    med_d = float(np.nanmedian(diameter)) if np.isfinite(diameter).any() else 15.0
+    for k in np.flatnonzero(valid):
+        r0, c0 = centre[k]
+        front = int(round(r0 - 0.5 * med_d / sy))
+        r_lo, r_hi = max(front - depth, 0), max(min(front + 1, ny), 0)
+        c_lo, c_hi = max(int(round(c0)) - half_w, 0), min(int(round(c0)) + half_w + 1, nx)
+        if r_hi - r_lo < 3 or c_hi - c_lo < 3:
+            continue
+        win = smooth[k, r_lo:r_hi, c_lo:c_hi] > body_hu
+        lab, m = ndimage.label(win)
+        if m == 0:
+            continue
+        # The component touching the window's back edge (the canal's front wall) nearest the midline.
+        back = lab[-3:, :]
+        ids = np.unique(back[back > 0])
+        if ids.size == 0:
+            continue
+        sizes = ndimage.sum(win, lab, ids)
+        q = ids[int(np.argmax(sizes))]
+        rr, cc = np.nonzero(lab == q)
+        if rr.size * sy * sx < 80.0:
+            continue
+        offsets[k] = (rr.mean() + r_lo - r0, cc.mean() + c_lo - c0)
+    body = np.full((n, 2), np.nan)
+    ok = np.isfinite(offsets).all(axis=1)
+    if not ok.any():
+        # No body seen: a typical 22 mm in front of the canal centre.
+        body[valid] = centre[valid] - np.array([22.0 / sy, 0.0])
+        return body
+    kk = np.arange(n)
+    smooth_off = np.zeros((n, 2))
+    win = max(int(round(30.0 / sz)), 1)
+    okk = np.flatnonzero(ok)
+    for k in np.flatnonzero(valid):
+        near = okk[np.abs(okk - k) <= win]
+        if near.size == 0:
+            near = okk[np.argsort(np.abs(okk - k))[:3]]
+        smooth_off[k] = np.median(offsets[near], axis=0)
+    body[valid] = centre[valid] + smooth_off[valid]
+    del kk
+    return body
+
+
+def distance_to_canal_mm(canal: SpinalCanal, point_index) -> float:
+    """In-plane distance (mm) from a voxel-index point ``(i, j, k)`` to the canal on its slice.
+
+    NaN when the slice is outside the canal's valid range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> c = SpinalCanal(np.array([[10.0, 10.0]]), np.zeros((1, 3)), [True], [True], [15.0],
+    ...                 np.array([[0.0, 10.0]]), np.zeros((1, 3)), (3.0, 0.5, 0.5))
+    >>> distance_to_canal_mm(c, (0, 10, 16))
+    3.0
+    """
+    i, j, k = (float(v) for v in point_index)
+    s = int(round(i))
+    if s < 0 or s >= canal.valid.size or not canal.valid[s]:
+        return float("nan")
+    r, c = canal.centre_index[s]
+    return float(np.hypot((j - r) * canal.spacing[1], (k - c) * canal.spacing[2]))
+
+
+def column_mask(canal: SpinalCanal, shape, *, radius_mm: float = 35.0) -> np.ndarray:
+    """Boolean mask of a cylinder of `radius_mm` around the body line, on valid slices.
+
+    The vertebral bodies lie inside it; organs in front of or beside the
+    column do not. Shape is the volume's shape ``(I, J, K)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> c = SpinalCanal(np.array([[8.0, 5.0]]), np.zeros((1, 3)), [True], [True], [4.0],
+    ...                 np.array([[4.0, 5.0]]), np.zeros((1, 3)), (1.0, 1.0, 1.0))
+    >>> m = column_mask(c, (1, 10, 10), radius_mm=2.0)
+    >>> int(m.sum()), bool(m[0, 4, 5])
+    (13, True)
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or shape[0] != canal.valid.size:
+        raise InputError(f"column_mask: shape must be (I, J, K) with I = {canal.valid.size}, "
+                         f"got {shape}")
+    _, sy, sx = canal.spacing
+    yy, xx = np.mgrid[:shape[1], :shape[2]]
+    out = np.zeros(shape, bool)
+    for k in np.flatnonzero(canal.valid):
+        r, c = canal.body_centre_index[k]
+        if not np.isfinite(r):
+            continue
+        out[k] = ((yy - r) * sy) ** 2 + ((xx - c) * sx) ** 2 <= radius_mm ** 2
+    return out
