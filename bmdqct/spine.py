@@ -159,70 +159,79 @@ class SpinalCanal:
                 f"detected={int(self.detected.sum())}, length={self.length_mm:.0f} mm)")
 
 
-def _disc(radius_px: tuple[float, float]) -> np.ndarray:
-    ry, rx = (max(float(r), 0.5) for r in radius_px)
-    ny, nx = int(np.floor(ry)), int(np.floor(rx))
-    yy, xx = np.mgrid[-ny:ny + 1, -nx:nx + 1]
-    return (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
+#: Unit directions (row, column) of the rays cast from each pixel.
+_N_RAYS = 16
+_RAYS = np.stack([np.cos(np.linspace(0, 2 * np.pi, _N_RAYS, endpoint=False)),
+                  np.sin(np.linspace(0, 2 * np.pi, _N_RAYS, endpoint=False))], axis=1)
 
 
-def _slice_candidates(hu2d, smooth2d, spacing_yx, *, bone_hu, closing_mm, canal_area_mm2,
+def _ray_hits(bone: np.ndarray, max_steps: int) -> np.ndarray:
+    """Number of the 16 rays from each pixel of a 2-D mask that meet `bone` within `max_steps`."""
+    ny, nx = bone.shape
+    pad = max_steps + 1
+    padded = np.pad(bone, pad)
+    count = np.zeros(bone.shape, np.int16)
+    for dy, dx in _RAYS:
+        hit = np.zeros(bone.shape, bool)
+        for step in range(1, max_steps + 1):
+            oy, ox = int(round(dy * step)), int(round(dx * step))
+            hit |= padded[pad + oy:pad + oy + ny, pad + ox:pad + ox + nx]
+        count += hit
+    return count
+
+
+def _slice_candidates(grid2d, spacing_g, *, hit_hu, dense_hu, ray_mm, min_rays, min_dense_rays,
+                      canal_area_mm2,
                       canal_hu, body_wall_hu, wall_depth_mm):
-    """Enclosed low-HU holes of one axial slice: list of (row, col, area_mm2, score)."""
-    sy, sx = spacing_yx
-    bone = smooth2d > bone_hu
-    if bone.sum() < 4:
+    """Low-HU regions of one axial slice enclosed by bone: list of (row, col, area_mm2, score).
+
+    `grid2d` is the smoothed slice on an isotropic in-plane grid of `spacing_g` mm;
+    rows and columns returned are in that grid.
+    """
+    dense = grid2d > dense_hu
+    if dense.sum() < 4:
         return []
-    footprint = _disc((closing_mm / sy, closing_mm / sx))
-    closed = ndimage.binary_closing(np.pad(bone, footprint.shape[0]), structure=footprint)
-    closed = closed[footprint.shape[0]:-footprint.shape[0], footprint.shape[0]:-footprint.shape[0]]
-    holes = ndimage.binary_fill_holes(closed) & ~closed
-    lab, n = ndimage.label(holes)
+    fluid = (grid2d > canal_hu[0] - 60.0) & (grid2d < canal_hu[1] + 10.0)
+    if not fluid.any():
+        return []
+    steps = max(int(round(ray_mm / spacing_g)), 2)
+    enclosed = (fluid & (_ray_hits(grid2d > hit_hu, steps) >= min_rays)
+                & (_ray_hits(dense, steps + 2) >= min_dense_rays))
+    lab, n = ndimage.label(enclosed)
     if n == 0:
         return []
-    px_mm2 = sy * sx
+    px_mm2 = spacing_g * spacing_g
     idx = np.arange(1, n + 1)
-    area = ndimage.sum(holes, lab, idx) * px_mm2
+    area = ndimage.sum(enclosed, lab, idx) * px_mm2
     lo_area, hi_area = canal_area_mm2
-    keep = np.flatnonzero((area >= lo_area) & (area <= hi_area))
-    if keep.size == 0:
-        return []
-    means = ndimage.mean(hu2d, lab, idx)
     objects = ndimage.find_objects(lab)
+    depth = max(int(round(wall_depth_mm / spacing_g)), 1)
     out = []
-    depth = max(int(round(wall_depth_mm / sy)), 1)
-    for q in keep:
-        if not canal_hu[0] <= means[q] <= canal_hu[1]:
-            continue
+    for q in np.flatnonzero((area >= lo_area) & (area <= hi_area)):
         sl = objects[q]
-        rows, cols = np.nonzero(lab[sl] == q + 1)
-        rows = rows + sl[0].start
-        cols = cols + sl[1].start
-        h_mm = (rows.max() - rows.min() + 1) * sy
-        w_mm = (cols.max() - cols.min() + 1) * sx
-        if max(h_mm, w_mm) > 3.0 * min(h_mm, w_mm) + 2 * max(sy, sx):
+        rr, cc = np.nonzero(lab[sl] == q + 1)
+        rr, cc = rr + sl[0].start, cc + sl[1].start
+        h_mm = (rr.max() - rr.min() + 1) * spacing_g
+        w_mm = (cc.max() - cc.min() + 1) * spacing_g
+        if max(h_mm, w_mm) > 3.0 * min(h_mm, w_mm) + 2 * spacing_g:
             continue  # a slit, not a tube
-        # Posterior wall of the body: dense tissue in front (smaller row) of the hole's front edge.
-        front = {}
-        for r, c in zip(rows, cols):
-            front[c] = min(front.get(c, r), r)
-        wall_vals = []
-        for c, r0 in front.items():
-            r_lo = max(r0 - depth, 0)
-            if r_lo < r0:
-                wall_vals.append(smooth2d[r_lo:r0, c])
-        if not wall_vals:
+        mean_hu = float(grid2d[rr, cc].mean())
+        if not canal_hu[0] <= mean_hu <= canal_hu[1]:
             continue
-        wall_vals = np.concatenate(wall_vals)
-        wall_hu = float(np.mean(wall_vals))
-        if wall_hu < body_wall_hu:
+        # Back wall of the vertebral body: dense tissue just in front (smaller row) of the region.
+        cols = np.unique(cc)
+        fronts = np.array([rr[cc == c].min() for c in cols])
+        wall = [grid2d[max(r0 - depth, 0):r0, c] for r0, c in zip(fronts, cols) if r0 > 0]
+        if not wall:
             continue
-        # Reward: a canal-sized, fluid-dense hole in front of which there is bone.
+        wall_hu = float(np.mean(np.concatenate(wall)))
+        if wall_hu < body_wall_hu or wall_hu - mean_hu < 50.0:
+            continue
         size_term = -abs(np.log(area[q] / 200.0))
-        hu_term = -abs(means[q] - 30.0) / 60.0
+        hu_term = -abs(mean_hu - 30.0) / 60.0
         wall_term = min((wall_hu - body_wall_hu) / 150.0, 1.0)
         score = 2.0 + size_term + hu_term + wall_term
-        out.append((float(rows.mean()), float(cols.mean()), float(area[q]), float(score)))
+        out.append((float(rr.mean()), float(cc.mean()), float(area[q]), float(score)))
     return out
 
 
@@ -262,10 +271,12 @@ def _best_chain(cands, spacing, *, max_gap_mm, step_sigma_mm, skip_cost):
     return chain[::-1]
 
 
-def find_spinal_canal(volume: CTVolume, *, bone_hu: float = 180.0, closing_mm: float = 2.5,
+def find_spinal_canal(volume: CTVolume, *, hit_hu: float = 95.0, dense_hu: float = 250.0,
+                      ray_mm: float = 16.0, min_rays: int = 14, min_dense_rays: int = 5,
+                      grid_mm: float = 1.5,
                       canal_area_mm2: tuple[float, float] = (35.0, 650.0),
-                      canal_hu: tuple[float, float] = (-120.0, 110.0),
-                      body_wall_hu: float = 140.0, wall_depth_mm: float = 8.0,
+                      canal_hu: tuple[float, float] = (-60.0, 60.0),
+                      body_wall_hu: float = 90.0, wall_depth_mm: float = 8.0,
                       body_hu: float = 90.0, body_depth_mm: float = 60.0,
                       max_gap_mm: float = 36.0) -> SpinalCanal:
     """Find the spinal canal and the vertebral-body line in front of it.
@@ -274,14 +285,25 @@ def find_spinal_canal(volume: CTVolume, *, bone_hu: float = 180.0, closing_mm: f
     ----------
     volume : CTVolume
         A canonical (``('S', 'P', 'L')``) CT volume in HU.
-    bone_hu : float, optional
-        Threshold of the bone that encloses the canal.
-    closing_mm : float, optional
-        Radius of the in-plane closing that bridges gaps in the neural arch.
+    hit_hu : float, optional
+        Tissue above this HU stops a ray (bone: cortex, neural arch, trabecular body).
+    dense_hu : float, optional
+        Dense bone (cortex, neural arch); at least `min_dense_rays` rays must meet it.
+    ray_mm : float, optional
+        Length of the 16 rays cast in-plane from each fluid-dense pixel; a pixel is
+        enclosed when at least `min_rays` of them meet bone. Rays tolerate the
+        thin gaps of a real, partial-volumed neural arch that a hole-filling
+        test would not.
+    min_rays : int, optional
+        Rays (of 16) that must meet bone.
+    min_dense_rays : int, optional
+        Rays (of 16) that must meet dense bone.
+    grid_mm : float, optional
+        In-plane grid on which the search runs (finer slices are resampled to it).
     canal_area_mm2 : (float, float), optional
-        Accepted cross-sectional area of the canal.
+        Accepted cross-sectional area of the enclosed region.
     canal_hu : (float, float), optional
-        Accepted mean HU of the canal's content.
+        HU range of the canal's content (fluid, cord, epidural fat).
     body_wall_hu : float, optional
         Minimum mean HU of the strip in front of the canal (the body's back wall).
     wall_depth_mm : float, optional
@@ -314,13 +336,23 @@ def find_spinal_canal(volume: CTVolume, *, bone_hu: float = 180.0, closing_mm: f
     spacing = volume.spacing
     sz, sy, sx = spacing
     hu = volume.hu
-    n = hu.shape[0]
-    sigma = (0.0, 0.6 / sy, 0.6 / sx)
-    smooth = ndimage.gaussian_filter(hu, sigma=sigma) if max(sigma) > 0.35 else hu
+    n, ny, nx = hu.shape
+    g = max(float(grid_mm), sy, sx)
+    my, mx = max(int(round(ny * sy / g)), 2), max(int(round(nx * sx / g)), 2)
+    fy, fx = (ny - 1) / (my - 1), (nx - 1) / (mx - 1)  # grid index -> volume index
+    sigma = (0.5 * g / sy if g > 1.2 * sy else 0.0, 0.5 * g / sx if g > 1.2 * sx else 0.0)
+    grid = np.empty((n, my, mx), np.float32)
+    for k in range(n):
+        sl = ndimage.gaussian_filter(hu[k], sigma) if max(sigma) > 0 else hu[k]
+        grid[k] = ndimage.zoom(sl, ((my - 1 + 1e-9) / (ny - 1) if ny > 1 else 1.0,
+                                    (mx - 1 + 1e-9) / (nx - 1) if nx > 1 else 1.0),
+                               order=1)[:my, :mx] if (my, mx) != (ny, nx) else sl
     cands = [
-        _slice_candidates(hu[k], smooth[k], (sy, sx), bone_hu=bone_hu, closing_mm=closing_mm,
-                          canal_area_mm2=canal_area_mm2, canal_hu=canal_hu,
-                          body_wall_hu=body_wall_hu, wall_depth_mm=wall_depth_mm)
+        [(r * fy, c * fx, a, sc) for (r, c, a, sc) in _slice_candidates(
+            grid[k], g, hit_hu=hit_hu, dense_hu=dense_hu, ray_mm=ray_mm, min_rays=min_rays,
+            min_dense_rays=min_dense_rays,
+            canal_area_mm2=canal_area_mm2, canal_hu=canal_hu, body_wall_hu=body_wall_hu,
+            wall_depth_mm=wall_depth_mm)]
         for k in range(n)
     ]
     chain = _best_chain(cands, spacing, max_gap_mm=max_gap_mm, step_sigma_mm=3.0, skip_cost=0.15)
@@ -342,8 +374,8 @@ def find_spinal_canal(volume: CTVolume, *, bone_hu: float = 180.0, closing_mm: f
     centre[valid, 1] = np.interp(kk[valid], ks, cols)
     diameter = np.full(n, np.nan)
     diameter[ks] = 2.0 * np.sqrt(areas / np.pi)
-    body = _body_line(smooth, centre, valid, diameter, spacing, body_hu=body_hu,
-                      body_depth_mm=body_depth_mm)
+    body = _body_line(grid, centre / np.array([fy, fx]), valid, diameter, (sz, g, g),
+                      body_hu=body_hu, body_depth_mm=body_depth_mm) * np.array([fy, fx])
     canal = SpinalCanal(centre, _to_mm(volume, centre), valid, detected, diameter, body,
                         _to_mm(volume, body), spacing)
     logger.info("spinal canal: %r", canal)
