@@ -45,6 +45,7 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
     rng = np.random.default_rng(0)
     class_dice = {1: [], 2: [], 3: []}
     body_dice, class_ok, names_ok, seconds = [], [], [], []
+    certain_wrong, uncertain = 0, 0
     for seed in seeds:
         if config == "heldout":  # the configuration no training run draws from
             options = heldout_options(np.random.default_rng([seed, 11]))
@@ -76,6 +77,8 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
             class_ok.append(bool(votes.any()) and int(np.argmax(votes)) == segmentation_class(name))
         try:
             labels = label_vertebrae(ct, seg.classes, confidence=seg.confidence)
+            unsure = {f.level for f in labels.flags if f.code == "level_uncertain"}
+            got = []
             for name in ("T12", "L1", "L2"):
                 lid = truth.levels.names.get(name)
                 if lid is None:
@@ -83,6 +86,16 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
                 truth_mask = np.asarray(truth.levels.labels) == lid
                 ok = name in labels.levels and dice(truth_mask, labels.mask(name)) > 0.5
                 names_ok.append(ok)
+                got.append(name if ok else "x")
+            for name in ("T12", "L1", "L2"):      # a certain name on the wrong body is the failure
+                if name in labels.levels:
+                    lid = truth.levels.names.get(name)
+                    right = lid is not None and dice(np.asarray(truth.levels.labels) == lid, labels.mask(name)) > 0.5
+                    if name in unsure:
+                        uncertain += 1
+                    elif not right:
+                        certain_wrong += 1
+            print(f"  seed {seed}: T12/L1/L2 {' '.join(got)}; uncertain {sorted(unsure & {'T12', 'L1', 'L2'})}")
         except Exception as err:  # a labelling failure counts as three wrong names
             print(f"  seed {seed}: labelling failed: {err}")
             names_ok.extend([False] * 3)
@@ -92,6 +105,7 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
             "body_dice_mean": float(np.mean(body_dice)), "body_dice_min": float(np.min(body_dice)),
             "n_bodies": len(body_dice), "class_correct": float(np.mean(class_ok)),
             "names_T12_L1_L2_correct": float(np.mean(names_ok)), "n_names": len(names_ok),
+            "names_certain_but_wrong": certain_wrong, "names_uncertain": uncertain,
             "seconds_mean": float(np.mean(seconds))}
 
 
@@ -198,7 +212,9 @@ def _print_synthetic(model, args) -> None:
     print(f"  vertebral-body Dice: mean {syn['body_dice_mean']:.3f} (min {syn['body_dice_min']:.3f}) "
           f"over {syn['n_bodies']} bodies")
     print(f"  correct class: {syn['class_correct']:.1%} of T1-L2 bodies")
-    print(f"  T12/L1/L2 named correctly: {syn['names_T12_L1_L2_correct']:.1%} of {syn['n_names']}")
+    print(f"  T12/L1/L2 named correctly: {syn['names_T12_L1_L2_correct']:.1%} of {syn['n_names']}; "
+          f"uncertain (not used for a category): {syn['names_uncertain']}; "
+          f"certain but on the wrong body: {syn['names_certain_but_wrong']}")
     print(f"  segmentation time: {syn['seconds_mean']:.1f} s per scan")
 
 

@@ -40,6 +40,8 @@ unique with the parent folder's name, then a number.
     OUT/<case>/labels.nii.gz   per-level vertebral bodies (VerSe ids) on the input grid
     OUT/<case>/voi.nii.gz      VOI masks (VerSe id of each level) on the input grid
     OUT/<case>/qc.png          QC picture (when a picture writer is given)
+    OUT/<case>/seg.dcm         DICOM Segmentation (``dicom_out=True``, DICOM input only)
+    OUT/<case>/sr.dcm          DICOM Comprehensive 3D SR, TID 1500 measurement report (the same)
     OUT/<case>/error.json      only for a failed case without a finished result: the error
 
 **Statuses** (``results.csv`` and :attr:`CaseRecord.status`): ``ok`` (a BMD
@@ -52,6 +54,15 @@ failing case never leaves a partial case folder and never replaces a finished
 one. A re-run skips finished cases (:attr:`CaseRecord.skipped`) and keeps their
 status (``ok`` stays ``ok``); ``overwrite=True`` measures them again, and if
 that fails the earlier result is kept and the row says so.
+
+**DICOM outputs** (``dicom_out=True``, ``bmdqct measure --dicom-out``): for a
+case read from a DICOM series, :func:`bmdqct.export.write_dicom_outputs` writes
+``seg.dcm`` and ``sr.dcm`` into the staging folder after ``result.json``, as new
+series of the source study (same Study Instance UID, patient module copied). A
+failure there fails the case like any other error, so nothing already finished
+is lost. A NIfTI/MHA/NRRD input has no DICOM context (no study, patient or
+images to reference): its case is measured as usual and
+:attr:`CaseRecord.notes` says why no SEG/SR was written.
 """
 
 from __future__ import annotations
@@ -158,6 +169,9 @@ class CaseRecord:
         When the result was measured (ISO time; earlier for a skipped case).
     timings_s : mapping
         Per-stage times of the measurement.
+    notes : tuple of str
+        What the run could not do for this case although asked, and why (e.g.
+        ``--dicom-out`` for a NIfTI input; ``--series`` for a non-DICOM input).
     """
 
     case: str
@@ -177,9 +191,11 @@ class CaseRecord:
     calibration_id: str | None = None
     measured_at: str | None = None
     timings_s: Mapping = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "timings_s", types.MappingProxyType(dict(self.timings_s)))
+        object.__setattr__(self, "notes", tuple(self.notes))
         object.__setattr__(self, "levels_used", tuple(self.levels_used))
         object.__setattr__(self, "flags", tuple(self.flags))
 
@@ -380,7 +396,8 @@ def run_cases(cases: Sequence[Case], out, *, calibration=None, calibration_fallb
               convention: str = "acr", window_days: int = 60, overwrite: bool = False,
               picture: Callable | None = None, progress: bool = False,
               on_record: Callable[[CaseRecord], object] | None = None,
-              command: Sequence[str] | None = None) -> RunSummary:
+              command: Sequence[str] | None = None, series_uid: str | None = None,
+              contrast_correction: bool = False, dicom_out: bool = False) -> RunSummary:
     """Measure `cases` into the folder `out`; a failing case is recorded and the run goes on.
 
     Parameters
@@ -412,6 +429,17 @@ def run_cases(cases: Sequence[Case], out, *, calibration=None, calibration_fallb
         Called with each :class:`CaseRecord` as soon as its case is done.
     command : sequence of str, optional
         The command line, for the manifest.
+    series_uid : str, optional
+        SeriesInstanceUID that :func:`bmdqct.io.load_ct` reads from each DICOM
+        input (a folder holding several series); a DICOM case without it fails
+        with the loader's error. Not used for volume files (the case's notes
+        say so).
+    contrast_correction : bool, optional
+        Passed to :func:`bmdqct.measure.measure` as ``contrast_correction=True``
+        when set (never passed otherwise).
+    dicom_out : bool, optional
+        Also write ``seg.dcm`` and ``sr.dcm`` for DICOM inputs (see the module
+        notes); other inputs get a note saying why not.
 
     Returns
     -------
@@ -424,7 +452,8 @@ def run_cases(cases: Sequence[Case], out, *, calibration=None, calibration_fallb
     started = _dt.datetime.now(_dt.timezone.utc)
     options = {"calibration": calibration, "calibration_fallback": calibration_fallback,
                "label_scheme": label_scheme, "levels": tuple(levels), "convention": convention,
-               "window_days": window_days}
+               "window_days": window_days, "series_uid": series_uid,
+               "contrast_correction": bool(contrast_correction), "dicom_out": bool(dicom_out)}
     models = _Models(model)
     records: list[CaseRecord] = []
     rows: dict[str, dict] = {}
@@ -456,7 +485,8 @@ def run_cases(cases: Sequence[Case], out, *, calibration=None, calibration_fallb
         "calibration": _calibration_record(calibration),
         "options": {"levels": list(levels), "convention": convention, "label_scheme": label_scheme,
                     "window_days": window_days, "calibration_fallback": _text_or_none(calibration_fallback),
-                    "overwrite": overwrite},
+                    "overwrite": overwrite, "series_uid": series_uid,
+                    "contrast_correction": bool(contrast_correction), "dicom_out": bool(dicom_out)},
         "counts": counts,
         "cases": [r.to_dict() for r in records],
         "history": history,
@@ -498,9 +528,12 @@ def _run_case(case: Case, out: Path, *, overwrite, options, models, picture) -> 
     finished = _read_json(done)
     if finished is not None and not overwrite:
         record = _record_from_result(base, finished, done, skipped=True, seconds=0.0)
+        if options["dicom_out"] and _is_dicom_input(case.input) and not (case_dir / "sr.dcm").exists():
+            note = "finished earlier without DICOM SEG/SR; --overwrite measures again and writes them"
+            record = replace(record, notes=(note,))
         return record, _csv_row(case.case, record.status, record.reason, finished)
     try:
-        result = _measure_case(case, case_dir, options=options, models=models, picture=picture)
+        _, notes = _measure_case(case, case_dir, options=options, models=models, picture=picture)
     except Exception as err:  # noqa: BLE001 - a failed case is recorded and the run goes on
         message = f"{type(err).__name__}: {err}"
         logger.debug("case %s failed:\n%s", case.case, traceback.format_exc())
@@ -519,23 +552,37 @@ def _run_case(case: Case, out: Path, *, overwrite, options, models, picture) -> 
                 _csv_row(case.case, "failed", message, None))
     result_dict = json.loads(done.read_text(encoding="utf-8"))
     record = _record_from_result(base, result_dict, done, skipped=False, seconds=round(time.perf_counter() - t0, 3))
-    return record, _csv_row(case.case, record.status, record.reason, result_dict)
+    return replace(record, notes=notes), _csv_row(case.case, record.status, record.reason, result_dict)
+
+
+def _is_dicom_input(path: Path) -> bool:
+    """True for a DICOM series folder or DICOM file (what load_ct reads as DICOM), False for volume files."""
+    path = Path(path)
+    return path.is_dir() or (path.is_file() and not _is_volume_file(path))
 
 
 def _measure_case(case: Case, case_dir: Path, *, options, models, picture):
-    """Measure one case and move its complete output folder into place."""
+    """Measure one case and move its complete output folder into place; returns (result, notes)."""
     import numpy as np
 
     from .io import load_ct, write_nifti
     from .measure import measure
     from .volume import LabelVolume
 
-    ct = load_ct(case.input)
+    notes: list[str] = []
+    dicom = _is_dicom_input(case.input)
+    if options["series_uid"] is not None and not dicom:
+        notes.append(f"--series {options['series_uid']} not used: {case.input} is a volume file, not a DICOM "
+                     "folder (one series only)")
+        logger.warning("case %s: %s", case.case, notes[-1])
+    ct = load_ct(case.input, series_uid=options["series_uid"] if dicom else None)
     model = None if case.labels is not None else models.get()
-    result = measure(ct, calibration=options["calibration"], labels=case.labels,
-                     label_scheme=options["label_scheme"], model=model, levels=options["levels"],
-                     convention=options["convention"], calibration_window_days=options["window_days"],
-                     calibration_fallback=options["calibration_fallback"], case=case.case)
+    extra = {"contrast_correction": True} if options["contrast_correction"] else {}
+    result = measure(
+        ct, calibration=options["calibration"], labels=case.labels, label_scheme=options["label_scheme"],
+        model=model, levels=options["levels"], convention=options["convention"],
+        calibration_window_days=options["window_days"], calibration_fallback=options["calibration_fallback"],
+        case=case.case, **extra)
     staging = case_dir.with_name(f".{case_dir.name}.partial-{os.getpid()}")
     if staging.exists():
         shutil.rmtree(staging)
@@ -550,11 +597,26 @@ def _measure_case(case: Case, case_dir: Path, *, options, models, picture):
         if picture is not None:
             atomic_write(staging / "qc.png", lambda tmp: picture(result, ct, tmp))
         result.to_json(staging / "result.json")
+        if options["dicom_out"]:
+            notes.extend(_write_dicom_outputs(result, staging, case=case.case))
         _move_into_place(staging, case_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return result
+    return result, tuple(notes)
+
+
+def _write_dicom_outputs(result, folder: Path, *, case: str) -> list[str]:
+    """seg.dcm and sr.dcm into `folder` for a DICOM input; for another input, the note saying why not."""
+    from .export import no_dicom_context_reason, write_dicom_outputs
+
+    reason = no_dicom_context_reason(result)
+    if reason is not None:
+        note = f"--dicom-out: no DICOM SEG/SR written: {reason}"
+        logger.warning("case %s: %s", case, note)
+        return [note]
+    write_dicom_outputs(result, folder)     # an error here fails the case (nothing finished is replaced)
+    return []
 
 
 def _move_into_place(staging: Path, case_dir: Path) -> None:
@@ -597,10 +659,7 @@ def _record_from_result(base: dict, result: Mapping, path: Path, *, skipped: boo
 
 
 def _level_mean_hu(result: Mapping):
-    for key in ("mean_hu_l1_l2", "hu_l1_l2"):    # result format 2, then 1
-        if key in result:
-            return result[key]
-    return None
+    return result.get("hu_l1_l2")
 
 
 # --------------------------------------------------------------------------- files

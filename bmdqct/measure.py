@@ -54,6 +54,7 @@ import numpy as np
 from ._version import __version__
 from ._util import atomic_write, atomic_write_text, json_safe, package_versions
 from .classify import ACR_THRESHOLDS_MG_CM3, DEFAULT_SUBSTITUTES, BMDCategory, Diagnosis, diagnose, select_levels
+from .contrast import ContrastFinding, detect_contrast
 from .errors import CalibrationError, GeometryError, InputError, LabelingError, MeasurementError
 from .qc import QCFlag
 from .labeling import VertebraLabels, label_vertebrae, level_steps, vertebra_labels_from_map
@@ -75,7 +76,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Identifier of the ``result.json`` layout.
-RESULT_FORMAT = "bmdqct-result/1"
+RESULT_FORMAT = "bmdqct-result/2"   # 2: labelling entries carry the level decoder's probability
 #: Smallest VOI accepted (qct-reference §5.5: at least 0.5 cm³).
 MIN_VOI_VOLUME_MM3 = 500.0
 #: A middle height below this fraction of the neighbours' is fracture-like (see the module notes).
@@ -283,9 +284,9 @@ def measure_voi(volume: CTVolume, voi: VOI, *, calibration=None) -> LevelMeasure
 def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, model=None,
             levels: Sequence[str] = ("T12", "L1", "L2"), protocol: VOIProtocol = DEFAULT_VOI_PROTOCOL,
             thresholds: Sequence[float] = ACR_THRESHOLDS_MG_CM3, convention: str = "acr",
-            substitutes: Mapping[str, Sequence[str]] = DEFAULT_SUBSTITUTES,
+            substitutes: Mapping[str, Sequence[str]] | None = None,
             calibration_window_days: int = 60, calibration_fallback=None, case: str | None = None,
-            progress: bool = False) -> Result:
+            progress: bool = False, contrast_correction: bool = False) -> Result:
     """Measure trabecular BMD of T12, L1, L2 in a CT and classify the L1–L2 mean.
 
     Parameters
@@ -320,7 +321,11 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
     thresholds, convention
         ACR thresholds and boundary convention (:func:`bmdqct.classify.classify_bmd`).
     substitutes : mapping, optional
-        Substitution order for L1 and L2 (:func:`bmdqct.classify.diagnose`).
+        Substitution order for L1 and L2 (:func:`bmdqct.classify.diagnose`);
+        by default :data:`~bmdqct.classify.DEFAULT_SUBSTITUTES`, except on a
+        scan that ends above L1 (``thoracic_only`` flag), where by default no
+        level substitutes for L1-L2 and there is no category: pass
+        `substitutes` to ask for one from T12.
     calibration_window_days : int, optional
         Oldest store calibration accepted, days before the scan.
     calibration_fallback : optional
@@ -332,6 +337,17 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
         Name of the case in the result (default: the input's file stem).
     progress : bool, optional
         Show the segmentation's progress bar.
+    contrast_correction : bool, optional
+        What to do with a contrast-enhanced scan (:func:`bmdqct.contrast.detect_contrast`,
+        run once per scan, flags it ``contrast:<phase>`` and records its finding in
+        the provenance). False (default): HU and BMD are reported, but the category is
+        withheld, since the ACR cut-offs hold for unenhanced scans. True: the published
+        phase-specific offset (:data:`bmdqct.contrast.CONTRAST_OFFSET_HU`: 20 HU arterial,
+        14.75 HU portal-venous, from TotalSegmentator's spine report, which raises its
+        90.25 HU threshold by these amounts) is subtracted from each level's HU mean and
+        median before calibration, and the result is flagged ``contrast_corrected``; an
+        enhanced scan of undetermined phase has no published offset and keeps its
+        category withheld. Scans without detected contrast are not affected.
 
     Returns
     -------
@@ -377,6 +393,17 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
                            for code, message in volume.metadata.get("input_flags") or ()]
 
     t = time.perf_counter()
+    contrast = detect_contrast(volume)
+    contrast_offset_hu = contrast.hu_offset if (contrast.contrast and contrast_correction) else None
+    if contrast.contrast:
+        flags.append(QCFlag("contrast", contrast.phase, f"contrast-enhanced scan ({contrast.reason})"))
+    if contrast_offset_hu is not None:
+        flags.append(QCFlag("contrast_corrected", None,
+                            f"{contrast.phase} phase: {contrast_offset_hu:g} HU subtracted from each level's HU "
+                            "before calibration (TotalSegmentator spine report offset)"))
+    timings["contrast_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     cal = _as_calibration(calibration, volume, calibration_window_days, calibration_fallback)
     if cal is None:
         flags.append(QCFlag("no_calibration", None, "no calibration given: HU only, no BMD and no category"))
@@ -392,6 +419,8 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
     vois: dict[str, VOI] = {}
     for name in sorted(set(levels), key=level_index):
         m, voi = _measure_level(volume, vertebrae, name, cal, protocol)
+        if contrast_offset_hu is not None:
+            m = _contrast_corrected(m, contrast_offset_hu, cal)
         measurements[name] = m
         if voi is not None:
             vois[name] = voi
@@ -402,6 +431,9 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
     flags.extend(_inter_level_flags(measurements))
 
     excluded = {n: m.reason for n, m in measurements.items() if m.status not in ("measured", "missing")}
+    if substitutes is None:
+        thoracic_only = any(f.code == "thoracic_only" for f in vertebrae.flags)
+        substitutes = {"L1": (), "L2": ()} if thoracic_only else DEFAULT_SUBSTITUTES
     if cal is not None:
         diagnosis = diagnose({n: m.bmd_mg_cm3 for n, m in measurements.items()}, excluded=excluded,
                              substitutes=substitutes, thresholds=thresholds, convention=convention)
@@ -411,6 +443,8 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
         diagnosis = Diagnosis(None, None, selection.levels_used, selection.flags,
                               "no calibration: HU only, no category; " + selection.reason)
     flags.extend(diagnosis.flags)
+    if contrast.contrast and contrast_offset_hu is None:
+        diagnosis = _withhold_category(diagnosis, contrast, contrast_correction)
     used = diagnosis.levels_used
     hu_l1_l2 = float(np.mean([measurements[n].hu_mean for n in used])) if used else None
 
@@ -433,6 +467,8 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
         "voi_protocol": asdict(protocol),
         "thresholds_mg_cm3": list(thresholds),
         "convention": convention,
+        "contrast": {**contrast.to_dict(), "correction_requested": bool(contrast_correction),
+                     "correction_hu": contrast_offset_hu},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     result = Result(
@@ -618,6 +654,27 @@ def _measure_level(volume, vertebrae: VertebraLabels, name, cal, protocol):
     return _replace(m, **base), voi
 
 
+def _contrast_corrected(m: LevelMeasurement, offset_hu: float, cal) -> LevelMeasurement:
+    """`m` with `offset_hu` subtracted from its HU mean and median and its BMD recomputed."""
+    if m.hu_mean is None:
+        return m
+    hu_mean = m.hu_mean - offset_hu
+    return _replace(m, hu_mean=hu_mean, hu_median=None if m.hu_median is None else m.hu_median - offset_hu,
+                    bmd_mg_cm3=None if cal is None else float(cal.apply(hu_mean)))
+
+
+def _withhold_category(diagnosis: Diagnosis, contrast: ContrastFinding, requested: bool) -> Diagnosis:
+    """The diagnosis of an enhanced scan without correction: values kept, no category."""
+    if requested:
+        why = (f"contrast-enhanced scan ({contrast.phase}): no published correction for this phase, "
+               "non-contrast cut-offs not applied")
+    else:
+        why = ("contrast-enhanced scan: non-contrast cut-offs not applied; pass contrast_correction=True "
+               "to apply the published correction")
+    return Diagnosis(None, diagnosis.bmd_mg_cm3, diagnosis.levels_used, diagnosis.flags,
+                     f"{diagnosis.reason}; {why}" if diagnosis.reason else why)
+
+
 def _apply_exclusions(measurements, vertebrae: VertebraLabels, vois, volume):
     out = dict(measurements)
     infos = vertebrae.levels
@@ -647,6 +704,10 @@ def _apply_exclusions(measurements, vertebrae: VertebraLabels, vois, volume):
                                          f"{MIN_VOI_VOLUME_MM3:.0f} mm3"))
         if m.confidence is not None and m.confidence < MIN_CONFIDENCE:
             reasons.append(("failed_qc", f"segmentation confidence {m.confidence:.2f} below {MIN_CONFIDENCE}"))
+        uncertain = [f for f in vertebrae.flags if f.code == "level_uncertain" and f.level == name]
+        if uncertain:
+            reasons.append(("level_uncertain", "the level name is uncertain (" + uncertain[0].message
+                            + "): it may be another vertebra"))
         if reasons:
             # keep the first reason of each kind
             seen = {}

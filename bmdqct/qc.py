@@ -46,6 +46,14 @@ FLAG_GLOSSARY: dict[str, tuple[str, str]] = {
                      "look at the label map in the QC picture; nothing to do if the bodies look whole"),
     "class_missing": ("a segmentation class (T1-T6, T7-T12 or L1-L2) has no body at all",
                       "normal if the scan does not reach that region; otherwise check the scan and the label map"),
+    "contrast": ("the scan is contrast-enhanced (the level is the phase: arterial, portal_venous or "
+                 "unknown_contrast; from the aorta's HU and the ContrastBolusAgent tag); contrast raises the "
+                 "vertebral HU, so the category is withheld unless corrected",
+                 "prefer an unenhanced scan; or pass contrast_correction=True (--contrast-correction) to apply "
+                 "the published phase offset"),
+    "contrast_corrected": ("the published phase-specific HU offset of an enhanced scan (20 HU arterial, 14.75 HU "
+                           "portal-venous; TotalSegmentator spine report) was subtracted before calibration",
+                           "interpret the category with care: the offset is a population mean, not this patient's"),
     "derived_series": ("the DICOM series read is a derived image (reformat, secondary capture), the only CT "
                        "series in the folder",
                        "prefer the original axial reconstruction if it exists; reformats may be smoothed"),
@@ -88,6 +96,24 @@ FLAG_GLOSSARY: dict[str, tuple[str, str]] = {
     "rescale_assumed": ("the DICOM files lack RescaleSlope/RescaleIntercept; stored values were taken as HU "
                         "(slope 1, intercept 0) after checking that air sits at about -1000 HU",
                         "confirm with the scanner's export settings; re-export with rescale tags if in doubt"),
+    "column_not_found": ("no spinal canal was found in the image, so segmented bodies could not be checked "
+                         "against the vertebral column",
+                         "look at the QC picture: every coloured body must be a vertebral body"),
+    "level_corrected": ("the level decoder named a body differently from the network's class (from the ribs "
+                        "and the body count)",
+                        "nothing to do if the ribs in the QC picture agree; otherwise pass labels with --labels"),
+    "level_disagreement": ("the level decoder disagrees with the names of an external label map",
+                           "check the level names of the label map against the ribs"),
+    "level_uncertain": ("no naming of this body reaches the required probability (no rib or other anchor in "
+                        "view, conflicting cues, or transitional anatomy); it is not used for a category",
+                        "count the vertebrae on the CT; pass confirmed labels with --labels to measure it"),
+    "non_vertebral": ("a segmented component is not a vertebral body (off the vertebral column, no cortical "
+                      "rim, implausible size or density) and was not named",
+                      "none: it was ignored; many such flags mean the model does not suit the scan"),
+    "thoracic_only": ("the scan ends above L1, so L1-L2 cannot be measured",
+                      "use a scan that covers L1-L2 for a category"),
+    "transitional_anatomy": ("11 or 13 rib-bearing vertebrae are the most probable anatomy",
+                             "confirm the count on the CT; levels below T10 are not used for a category"),
     "rib_mismatch": ("the lowest rib-bearing vertebra disagrees with the level names (11 or 13 rib pairs, or a "
                      "mislabelled spine)",
                      "count the ribs on the CT and confirm T12/L1; pass corrected labels with --labels if needed"),

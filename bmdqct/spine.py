@@ -63,6 +63,8 @@ from .volume import CANONICAL_ORIENTATION, CTVolume
 
 __all__ = [
     "SpinalCanal",
+    "find_disc_planes",
+    "find_sacrum",
     "find_spinal_canal",
     "distance_to_canal_mm",
     "column_mask",
@@ -344,9 +346,9 @@ def find_spinal_canal(volume: CTVolume, *, hit_hu: float = 95.0, dense_hu: float
     grid = np.empty((n, my, mx), np.float32)
     for k in range(n):
         sl = ndimage.gaussian_filter(hu[k], sigma) if max(sigma) > 0 else hu[k]
-        grid[k] = ndimage.zoom(sl, ((my - 1 + 1e-9) / (ny - 1) if ny > 1 else 1.0,
-                                    (mx - 1 + 1e-9) / (nx - 1) if nx > 1 else 1.0),
-                               order=1)[:my, :mx] if (my, mx) != (ny, nx) else sl
+        # grid index -> volume index is (fy, fx) * index: an exact output shape, unlike zoom
+        grid[k] = (ndimage.affine_transform(sl, (fy, fx), output_shape=(my, mx), order=1, mode="nearest")
+                   if (my, mx) != (ny, nx) else sl)
     cands = [
         [(r * fy, c * fx, a, sc) for (r, c, a, sc) in _slice_candidates(
             grid[k], g, hit_hu=hit_hu, dense_hu=dense_hu, ray_mm=ray_mm, min_rays=min_rays,
@@ -489,3 +491,164 @@ def column_mask(canal: SpinalCanal, shape, *, radius_mm: float = 35.0) -> np.nda
             continue
         out[k] = ((yy - r) * sy) ** 2 + ((xx - c) * sx) ** 2 <= radius_mm ** 2
     return out
+
+
+def find_disc_planes(volume: CTVolume, canal: SpinalCanal, *, core_mm: float = 6.0,
+                     min_body_mm: float = 12.0, prominence_hu: float = 20.0,
+                     endplate_gap_mm: float = 12.0) -> np.ndarray:
+    """Candidate axial slices of the intervertebral discs along the column, from the image alone.
+
+    The CT is sampled along the body line (:attr:`SpinalCanal.body_centre_index`):
+    the median HU of a disc of radius `core_mm` about the line on each valid
+    slice, smoothed along the column (1.5 mm). Discs lie between the dense
+    endplates of two bodies: they are the minima of this profile that stand
+    out by `prominence_hu` and lie at least `min_body_mm` apart (the smallest
+    body plus a disc), and whose flanking maxima (the endplates) lie at most
+    `endplate_gap_mm` plus two slice spacings apart (partial volume widens
+    each endplate by about a slice): the trabecular middle of a body is a
+    minimum too, but between its own endplates, a body height apart.
+
+    The minima include, on thick slices and in low-density bone, the
+    trabecular middle of some bodies; the labelling therefore cuts a segmented
+    component at these planes only where it is too tall to be one body.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        Canonical CT in HU.
+    canal : SpinalCanal
+        From :func:`find_spinal_canal` on the same volume.
+    core_mm, min_body_mm, prominence_hu : float, optional
+        See above.
+
+    Returns
+    -------
+    ndarray of int
+        Slice indices, increasing (caudal first); empty when the canal was
+        not found.
+
+    Examples
+    --------
+    Bodies of 24 mm with 2 mm endplates (500 HU) and discs of 6 mm (80 HU)
+    on 2 mm slices, with a canal given by hand:
+
+    >>> import numpy as np
+    >>> hu = np.full((60, 20, 20), 250.0)
+    >>> for z0 in (14, 29, 44):
+    ...     hu[z0 - 1] = hu[z0 + 3] = 500.0
+    ...     hu[z0:z0 + 3] = 80.0
+    >>> n = hu.shape[0]
+    >>> c = SpinalCanal(np.tile([15.0, 10.0], (n, 1)), np.zeros((n, 3)), np.ones(n, bool),
+    ...                 np.ones(n, bool), np.full(n, 12.0), np.tile([6.0, 10.0], (n, 1)),
+    ...                 np.zeros((n, 3)), (2.0, 1.0, 1.0))
+    >>> find_disc_planes(CTVolume.from_spacing(hu, (2.0, 1.0, 1.0)), c).tolist()
+    [15, 30, 45]
+    """
+    from scipy.signal import argrelextrema, find_peaks
+
+    valid = np.flatnonzero(canal.valid & np.isfinite(canal.body_centre_index).all(axis=1))
+    if valid.size < 3:
+        return np.array([], int)
+    sz, sy, sx = volume.spacing
+    ry, rx = max(int(core_mm / sy), 1), max(int(core_mm / sx), 1)
+    yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    disk = (yy * sy) ** 2 + (xx * sx) ** 2 <= core_mm ** 2
+    dy, dx = yy[disk], xx[disk]
+    hu = volume.hu
+    n, ny, nx = hu.shape
+    profile = np.full(n, np.nan)
+    for k in valid:
+        r, c = (int(round(v)) for v in canal.body_centre_index[k])
+        profile[k] = float(np.median(np.asarray(hu[k])[np.clip(r + dy, 0, ny - 1), np.clip(c + dx, 0, nx - 1)]))
+    span = np.arange(valid[0], valid[-1] + 1)
+    known = np.isfinite(profile[span])
+    filled = np.interp(span, span[known], profile[span][known])
+    smooth = ndimage.gaussian_filter1d(filled, 1.5 / sz, mode="nearest")
+    minima, _ = find_peaks(-smooth, distance=max(int(round(min_body_mm / sz)), 1), prominence=prominence_hu)
+    # a disc lies between two endplates: the maxima on either side of it are close; the
+    # trabecular middle of a body lies between its own endplates, a body height apart
+    maxima = argrelextrema(smooth, np.greater, order=1)[0]
+    keep = []
+    for m in minima:
+        left, right = maxima[maxima < m], maxima[maxima > m]
+        if left.size and right.size and (right[0] - left[-1]) * sz > endplate_gap_mm + 2.0 * sz:
+            continue
+        keep.append(m)
+    return span[np.array(keep, int)].astype(int)
+
+
+def find_sacrum(volume: CTVolume, canal: SpinalCanal, *, below: int | None = None, bone_hu: float = 150.0,
+                wide_mm: float = 130.0, wing_mm2: float = 300.0) -> int | None:
+    """Axial slice of the top of the sacrum (S1) below the column, from the image alone; None if not seen.
+
+    Below the lumbar spine the column's bone widens abruptly: the sacral alae
+    join the iliac bones at the sacroiliac joints, so the bone connected to
+    the column spans far more than a lumbar vertebra with its transverse
+    processes (under 100 mm). Slice by slice from `below` (default the lowest
+    valid slice of the canal) down, bone (CT blurred by 1 mm above `bone_hu`)
+    touching the column (a box from 40 mm in front of the body line to 30 mm
+    behind the canal, 30 mm to either side) is measured across; the top of the
+    sacrum is the first slice from which at least 3 of 4 consecutive slices
+    span `wide_mm` or more. To tell the pelvis from a rib cage (ribs joined to
+    their vertebrae are wide too) the iliac wings must be seen within 40 mm
+    above that slice: a bone region of `wing_mm2` or more on each side, more
+    than 50 mm from the column and not joined to it.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        Canonical CT in HU.
+    canal : SpinalCanal
+        From :func:`find_spinal_canal` on the same volume (the column's position
+        below its lowest valid slice is taken from that slice).
+    below : int, optional
+        First slice to look at (going down), e.g. the lowest slice of the
+        lowest labelled body.
+    bone_hu, wide_mm, wing_mm2 : float, optional
+        See above.
+
+    Returns
+    -------
+    int or None
+    """
+    valid = np.flatnonzero(canal.valid & np.isfinite(canal.body_centre_index).all(axis=1))
+    if valid.size == 0:
+        return None
+    k_ref = int(valid[0])
+    start = k_ref if below is None else min(int(below), volume.shape[0] - 1)
+    sz, sy, sx = volume.spacing
+    by, bx = canal.body_centre_index[k_ref]
+    cy = canal.centre_index[k_ref, 0]
+    r0, r1 = max(int(by - 40.0 / sy), 0), int(cy + 30.0 / sy)
+    c0, c1 = max(int(bx - 30.0 / sx), 0), int(bx + 30.0 / sx)
+    pixel_mm2 = sy * sx
+    wide, wings = {}, {}
+    for k in range(start, -1, -1):
+        bone = ndimage.gaussian_filter(np.asarray(volume.hu[k], np.float32), 1.0 / np.array([sy, sx])) > bone_hu
+        lab, n = ndimage.label(bone)
+        if n == 0:
+            wide[k], wings[k] = False, False
+            continue
+        ids = np.unique(lab[r0:r1, c0:c1])
+        ids = ids[ids > 0]
+        column = np.isin(lab, ids)
+        cols = np.flatnonzero(column.any(axis=0))
+        wide[k] = bool(cols.size) and (cols[-1] - cols[0] + 1) * sx >= wide_mm and \
+            (bx - cols[0]) * sx >= 50.0 and (cols[-1] - bx) * sx >= 50.0
+        sides = set()
+        areas = ndimage.sum_labels(np.ones_like(lab), lab, np.arange(1, n + 1)) * pixel_mm2
+        centres = ndimage.center_of_mass(bone, lab, np.arange(1, n + 1))
+        for i, (area, centre) in enumerate(zip(areas, centres), start=1):
+            if i in ids or area < wing_mm2:
+                continue
+            offset = (centre[1] - bx) * sx
+            if abs(offset) > 50.0:
+                sides.add(np.sign(offset))
+        wings[k] = len(sides) == 2
+    window = max(int(round(40.0 / sz)), 1)
+    for k in range(start, 2, -1):
+        run = [wide.get(k - i, False) for i in range(4)]
+        if sum(run) >= 3 and run[0]:
+            if any(wings.get(k + i, False) for i in range(0, window + 1)):
+                return int(k)
+    return None

@@ -52,7 +52,7 @@ from .errors import GeometryError, MeasurementError
 from .labeling import VertebraLabels
 from .labeling._geometry import _level_boxes
 from .qc import QCFlag
-from .volume import CTVolume, LabelVolume, same_grid
+from .volume import CTVolume, LabelVolume, axis_codes, same_grid
 
 __all__ = ["VOIProtocol", "DEFAULT_VOI_PROTOCOL", "VOI", "vertebral_body_voi"]
 
@@ -127,6 +127,10 @@ class VOI:
         Vertebral level.
     shape : (int, int, int)
         Shape of the CT grid.
+    affine : (4, 4) ndarray
+        Voxel-to-LPS affine of the CT grid the VOI was placed on (read-only
+        copy). With `shape` it is the VOI's grid: :meth:`values` refuses a
+        volume on any other grid (:func:`bmdqct.volume.same_grid`).
     box : tuple of 3 (start, stop)
         Index ranges of the bounding box along each array axis.
     box_mask : ndarray of bool
@@ -162,6 +166,7 @@ class VOI:
 
     level: str
     shape: tuple[int, int, int]
+    affine: np.ndarray = field(repr=False)
     box: tuple[tuple[int, int], ...]
     box_mask: np.ndarray = field(repr=False)
     center_mm: tuple[float, float, float]
@@ -180,6 +185,12 @@ class VOI:
     flags: tuple[QCFlag, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        affine = np.array(self.affine, dtype=np.float64)     # a copy: the caller's array stays writable
+        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+            raise GeometryError(f"VOI.affine must be a finite 4x4 voxel-to-LPS matrix, got shape {affine.shape}")
+        affine.setflags(write=False)
+        object.__setattr__(self, "affine", affine)
         box_mask = np.asarray(self.box_mask, bool)
         box_mask = box_mask.view() if box_mask is self.box_mask else box_mask
         box_mask.setflags(write=False)
@@ -200,15 +211,47 @@ class VOI:
     def values(self, volume: CTVolume) -> np.ndarray:
         """HU of the VOI's voxels (1-D float32 array, a copy).
 
+        Parameters
+        ----------
+        volume : CTVolume
+            A CT on the grid the VOI was placed on (same shape and affine,
+            :func:`bmdqct.volume.same_grid`).
+
         Raises
         ------
         GeometryError
-            If `volume` does not have the VOI's grid shape.
+            If `volume` lies on another grid: another shape, spacing, origin
+            or orientation.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bmdqct.volume import CTVolume, LabelVolume
+        >>> k, j, i = np.mgrid[:30, :40, :50]
+        >>> body = (((j - 20) / 14.0) ** 2 + ((i - 25) / 18.0) ** 2 <= 1) & (k >= 3) & (k < 27)
+        >>> ct = CTVolume.from_spacing(np.where(body, 150.0, 0.0), (1, 1, 1))
+        >>> voi = vertebral_body_voi(ct, LabelVolume.from_spacing(body * 20, (1, 1, 1), names={"L1": 20}), "L1")
+        >>> float(voi.values(ct).mean())
+        150.0
+        >>> voi.values(CTVolume.from_spacing(ct.hu, (1, 1, 1), origin=(0, 0, 5)))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        bmdqct.errors.GeometryError: the VOI of L1 was placed on a grid of shape (30, 40, 50), ...
         """
-        if tuple(volume.shape) != tuple(self.shape):
-            raise GeometryError(f"the VOI of {self.level} was placed on a grid of shape {self.shape}, "
-                                f"got a volume of shape {volume.shape}")
+        self._check_grid(volume, "values")
         return np.asarray(volume.hu[self.slices][self.box_mask], np.float32)
+
+    def _check_grid(self, volume, what: str) -> None:
+        """Raise GeometryError unless `volume` lies on the VOI's grid."""
+        if not (hasattr(volume, "shape") and hasattr(volume, "affine")):
+            raise TypeError(f"VOI.{what} expects a CTVolume, got {type(volume).__name__}")
+        if same_grid(self, volume):
+            return
+        raise GeometryError(
+            f"the VOI of {self.level} was placed on a grid of shape {self.shape}, {_describe_grid(self.affine)}; "
+            f"got a volume of shape {tuple(volume.shape)}, {_describe_grid(volume.affine)}. Place the VOI on "
+            "this volume (vertebral_body_voi(volume, labels, level)) or resample the volume onto the VOI's "
+            "grid (bmdqct.preprocess.resample_like)")
 
     def to_dict(self) -> dict:
         """JSON-safe summary (no arrays)."""
@@ -387,7 +430,7 @@ def vertebral_body_voi(volume: CTVolume, labels: VertebraLabels | LabelVolume, l
     center_vox = (float(k_mid), float(cj), float(ck))
     center_mm = tuple(float(v) for v in volume.index_to_world(center_vox))
     return VOI(
-        level=level, shape=tuple(volume.shape), box=box_out, box_mask=box_mask,
+        level=level, shape=tuple(volume.shape), affine=volume.affine, box=box_out, box_mask=box_mask,
         center_mm=tuple(round(v, 3) for v in center_mm),
         center_vox=tuple(round(v, 3) for v in center_vox),
         semi_axis_ap_mm=float(scale * b0), semi_axis_lr_mm=float(scale * a0),
@@ -395,6 +438,18 @@ def vertebral_body_voi(volume: CTVolume, labels: VertebraLabels | LabelVolume, l
         slice_range=(k_lo, k_hi), middle_slice=int(k_mid),
         section_area_mm2=section_area_mm2, longest_row_mm=float(longest_row_mm), scale=float(scale),
         n_voxels=n_voxels, volume_mm3=float(n_voxels * volume.voxel_volume_mm3), flags=tuple(flags))
+
+
+def _describe_grid(affine) -> str:
+    """'spacing (..) mm, origin (..) mm, orientation XYZ' of a voxel-to-LPS affine."""
+    affine = np.asarray(affine, dtype=np.float64)
+    spacing = ", ".join(f"{v:g}" for v in np.linalg.norm(affine[:3, :3], axis=0))
+    origin = ", ".join(f"{v:g}" for v in affine[:3, 3])
+    try:
+        orientation = "".join(axis_codes(affine))
+    except (ValueError, np.linalg.LinAlgError):   # a degenerate affine has no axis codes
+        orientation = "?"
+    return f"spacing ({spacing}) mm, origin ({origin}) mm, orientation {orientation}"
 
 
 def _longest_row(section: np.ndarray) -> int:

@@ -31,3 +31,27 @@ def close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.fixture(autouse=True)
+def _result_json_follows_the_schema(request):
+    """After a test that used ``tmp_path``, validate every ``result.json`` under it (bmdqct.schema).
+
+    A result.json that breaks the schema of its format fails the test (at teardown), naming the
+    file and the JSON path of the problem.
+    """
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is None or not folder.is_dir():
+        return
+    from bmdqct.schema import ResultSchemaError, validate_result
+
+    problems = []
+    for path in sorted(folder.rglob("result.json")):
+        try:
+            validate_result(path)
+        except ResultSchemaError as err:
+            problems.append(str(err))
+    if problems:
+        pytest.fail("result.json written by this test breaks the result schema:\n" + "\n".join(problems),
+                    pytrace=False)

@@ -183,7 +183,11 @@ def test_single_level_and_no_level():
     assert res.category is None and res.levels_used == ()
     assert res.levels["L2"].status == "missing"
     assert "no usable level" in res.diagnosis.reason
-    res = measure(ct, labels=cls, calibration=CAL, levels=("T12", "L1"))
+    # with L1 partial, nothing below T12 shows that it is the lowest rib-bearing body: uncertain
+    assert "level_uncertain:T12" in {str(f) for f in res.flags}
+    ct, cls, truth = make_spine(("T11", "T12", "L1", "L2"), margin_mm=(-10.0, 10.0), spacing=(2.0, 1.5, 1.5))
+    res = measure(ct, labels=cls, calibration=CAL, levels=("T12", "L2"))
+    assert res.levels["L2"].status == "partial"
     assert res.levels_used == ("T12",)
     assert {"single_level:T12", "substituted:T12"} <= {str(f) for f in res.flags}
     assert res.category is BMDCategory.OSTEOPENIA
@@ -293,3 +297,23 @@ def test_height_check_passes_normal_bodies_and_excludes_wedge_fractures(seed, pi
             assert excluded == ({fracture} if fracture else set()), (labels.names, res.flags)
             if fracture:
                 assert f"height_loss:{fracture}" in [str(f) for f in res.flags]
+
+
+def test_thoracic_only_scan_reports_t12_without_a_category_unless_asked():
+    # C7 (no ribs, classed T1-T6 as the network does) to T12: the first rib pair fixes T1,
+    # the scan ends above L1
+    from bmdqct.classify import DEFAULT_SUBSTITUTES
+
+    names = ("C7",) + tuple(f"T{n}" for n in range(1, 13))
+    ct, cls, truth = make_spine(names, spacing=(2.5, 2.0, 2.0), height_mm=20.0, margin_mm=(10.0, 10.0))
+    lab = np.array(cls.labels)
+    lab[truth.mask("C7")] = 1
+    labels = LabelVolume(lab, cls.affine, cls.names)
+    res = measure(ct, labels=labels, calibration=CAL)
+    codes = {str(f) for f in res.flags}
+    assert "thoracic_only:T12" in codes
+    assert res.labels.levels["T12"].probability >= 0.9
+    assert res.levels["T12"].status == "measured"
+    assert res.category is None and res.levels_used == ()
+    asked = measure(ct, labels=labels, calibration=CAL, substitutes=DEFAULT_SUBSTITUTES)
+    assert asked.levels_used == ("T12",) and asked.category is not None

@@ -271,3 +271,36 @@ def test_no_spine_in_view_fails_the_case(tmp_path):
     _, rows = _rows(out)
     assert rows["phantom"]["status"] == "failed"
     assert "no vertebral body" in rows["phantom"]["error"]
+
+
+def test_contrast_correction_flag_reaches_measure(case_files, tmp_path, capsys, monkeypatch):
+    """``--contrast-correction`` passes ``contrast_correction=True`` to measure(); without it the keyword is
+    not passed at all (so measure's own default applies)."""
+    import inspect
+    import sys
+
+    module = sys.modules["bmdqct.measure"]
+    real = module.measure
+    accepts = "contrast_correction" in inspect.signature(real).parameters
+    seen = []
+
+    def spy(ct, **kwargs):
+        seen.append(dict(kwargs))
+        if not accepts:    # measure() without the keyword yet: measure as before
+            kwargs.pop("contrast_correction", None)
+        return real(ct, **kwargs)
+
+    monkeypatch.setattr(module, "measure", spy)
+    ct_path, lab_path, cal = case_files
+    args = ["measure", str(ct_path), "--labels", str(lab_path), "--label-scheme", "verse", "--calibration",
+            str(cal), "--no-progress", "--no-qc-picture"]
+    assert main([*args, "-o", str(tmp_path / "plain")]) == 0
+    assert main([*args, "-o", str(tmp_path / "corrected"), "--contrast-correction"]) == 0
+    assert ["contrast_correction" in k for k in seen] == [False, True]
+    assert seen[1]["contrast_correction"] is True
+    options = [json.loads((tmp_path / n / "manifest.json").read_text())["options"] for n in ("plain", "corrected")]
+    assert [o["contrast_correction"] for o in options] == [False, True]
+    # a non-contrast scan: the same BMD either way
+    bmd = [json.loads((tmp_path / n / "spine" / "result.json").read_text())["bmd_l1_l2_mg_cm3"]
+           for n in ("plain", "corrected")]
+    assert bmd == [pytest.approx(118.0)] * 2

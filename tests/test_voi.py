@@ -261,6 +261,48 @@ def test_voi_errors_on_grid_and_level():
     assert isinstance(voi, VOI)
 
 
+def test_voi_keeps_a_readonly_copy_of_the_grid_affine():
+    ct, labels, _ = vertebra_phantom((2.0, 1.0, 1.0))
+    voi = vertebral_body_voi(ct, labels, "L1")
+    assert voi.shape == ct.shape
+    assert np.array_equal(voi.affine, ct.affine) and not voi.affine.flags.writeable
+    mine = np.array(ct.affine)
+    rebuilt = VOI(**{**{f: getattr(voi, f) for f in voi.__dataclass_fields__}, "affine": mine})
+    assert rebuilt.affine is not mine and mine.flags.writeable      # the caller's array is left alone
+    with pytest.raises(GeometryError, match="finite 4x4"):
+        VOI(**{**{f: getattr(voi, f) for f in voi.__dataclass_fields__}, "affine": np.eye(3)})
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(spacing=(2.0, 1.0, 1.5)), r"spacing \(2, 1, 1\) mm.*got a volume of shape \(19, 60, 70\), "
+                                    r"spacing \(2, 1, 1.5\) mm"),
+    (dict(origin=(0.0, 0.0, 10.0)), r"origin \(0, 0, 0\) mm.*origin \(0, 0, 10\) mm"),
+    (dict(origin=(0.0, 0.002, 0.0)), r"origin \(0, 0, 0\) mm.*origin \(0, 0.002, 0\) mm"),  # > 1e-3 mm
+])
+def test_values_refuse_a_volume_of_the_same_shape_on_another_grid(change, match):
+    """Same array shape, other spacing or origin: the voxels are other places in the patient."""
+    ct, labels, _ = vertebra_phantom((2.0, 1.0, 1.0))
+    voi = vertebral_body_voi(ct, labels, "L1")
+    moved = CTVolume.from_spacing(ct.hu, **{"spacing": (2.0, 1.0, 1.0), **change})
+    assert moved.shape == ct.shape
+    with pytest.raises(GeometryError, match="the VOI of L1 was placed on a grid of shape") as err:
+        voi.values(moved)
+    assert err.match(match) and err.match("resample_like")
+
+
+def test_values_refuse_a_flipped_volume_and_accept_the_same_grid_within_tolerance():
+    ct, labels, _ = vertebra_phantom((1.0, 1.0, 1.0))
+    voi = vertebral_body_voi(ct, labels, "L1")
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0]) @ ct.affine           # L-R mirrored, same shape and spacing
+    with pytest.raises(GeometryError, match="orientation SPL; got .* orientation SPR"):
+        voi.values(CTVolume(ct.hu, flip))
+    nudged = np.array(ct.affine)
+    nudged[:3, 3] += 5e-4                                         # within same_grid's 1e-3 mm
+    assert float(voi.values(CTVolume(ct.hu, nudged)).mean()) == pytest.approx(TRABECULAR_HU, abs=1e-4)
+    with pytest.raises(TypeError, match="expects a CTVolume"):
+        voi.values(np.asarray(ct.hu))
+
+
 # --------------------------------------------------------------------------- real data
 
 

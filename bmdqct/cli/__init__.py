@@ -26,6 +26,7 @@ _NOISY_LOGGERS = ("absl", "tensorflow", "keras", "h5py")
 # Topic modules, in the order their subcommands appear in --help.
 _TOPICS = (
     "_measure",
+    "_review",
     "_io",
     "_synthetic",
     "_segment",

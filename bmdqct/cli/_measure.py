@@ -32,8 +32,9 @@ def register(commands, common) -> None:
         "measure", parents=[common], help="BMD of T12, L1, L2 and the ACR category for CT scans",
         description="Segment (or read labels), place the elliptical VOIs of Pan et al. (2020) in T12, L1 and "
                     "L2, convert HU to BMD with a calibration and classify the L1-L2 mean (ACR). Writes "
-                    "OUT/<case>/{result.json, labels.nii.gz, voi.nii.gz, qc.png}, OUT/results.csv and "
-                    "OUT/manifest.json. Finished cases are skipped when the command is run again. "
+                    "OUT/<case>/{result.json, labels.nii.gz, voi.nii.gz, qc.png} (with --dicom-out also "
+                    "seg.dcm and sr.dcm), OUT/results.csv and OUT/manifest.json ('bmdqct review OUT' "
+                    "makes an HTML page of them). Finished cases are skipped when the command is run again. "
                     "Statuses: ok, no_measurement (no level could be measured; the reason says why) and "
                     "failed (the error); the exit code is 1 if any case failed. " + _CASE_RULE)
     measure.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -65,6 +66,17 @@ def register(commands, common) -> None:
                          help="levels to measure (default T12 L1 L2)")
     measure.add_argument("--convention", default="acr", choices=["acr", "virtuost"],
                          help="where BMD of exactly 80 and 120 mg/cm3 belongs (default acr: osteopenia)")
+    measure.add_argument("--series", metavar="UID", dest="series_uid",
+                         help="SeriesInstanceUID to read from each DICOM input that holds several series "
+                              "(see 'bmdqct series PATH'; default: the CT series with the most slices)")
+    measure.add_argument("--contrast-correction", action="store_true",
+                         help="on a scan found contrast-enhanced, subtract the published phase-specific HU "
+                              "offset before calibration and give the ACR category (without it such a scan "
+                              "gets BMD but no category); bmdqct.measure.measure's contrast_correction")
+    measure.add_argument("--dicom-out", action="store_true",
+                         help="also write OUT/<case>/seg.dcm (DICOM Segmentation) and sr.dcm (TID 1500 "
+                              "measurement report) into the source study, as new series; DICOM inputs only "
+                              "(a NIfTI/MHA/NRRD case gets a note saying why not)")
     measure.add_argument("--overwrite", action="store_true", help="re-measure cases that have a result")
     measure.add_argument("--no-qc-picture", action="store_true", help="skip the QC picture")
     measure.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -111,7 +123,8 @@ def _run_measure(args) -> int:
         label_scheme=args.label_scheme, levels=tuple(args.levels), convention=args.convention,
         window_days=args.window_days, overwrite=args.overwrite,
         picture=None if args.no_qc_picture else _write_qc_picture, progress=not args.no_progress,
-        on_record=_print_record, command=sys.argv)
+        on_record=_print_record, command=sys.argv, series_uid=args.series_uid,
+        contrast_correction=args.contrast_correction, dicom_out=args.dicom_out)
     _print_summary(summary)
     return 1 if summary.failed else 0
 
@@ -132,6 +145,8 @@ def _write_qc_picture(result, ct, path) -> None:
 
 def _print_record(record) -> None:
     print(_one_line(record))
+    for note in record.notes:
+        print(f"  note: {note}")
 
 
 def _print_summary(summary) -> None:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..qc import QCFlag
-from ._geometry import _Crop, _area_profile, _bbox, _check_grid, _crop_of, _disc_element, _level_boxes
-from ._ribs import _rib_flags, check_rib_levels
-from ._types import LevelInfo, VertebraLabels
 from ..errors import GeometryError, LabelingError
 from ..levels import (
     CLASS_L1_L2,
@@ -20,8 +17,29 @@ from ..levels import (
     level_id,
     level_index,
 )
+from ..qc import QCFlag
+from ..spine import find_disc_planes, find_spinal_canal
 from ..volume import CTVolume, LabelVolume
-
+from ._chain import (
+    DISC_MAX_SLICE_MM,
+    _decode_chain,
+    _decoding_flags,
+    _guard,
+    _map_disagreement,
+    _merge_same_body,
+    _solid,
+)
+from ._geometry import (
+    _area_profile,
+    _bbox,
+    _check_grid,
+    _Crop,
+    _crop_of,
+    _disc_element,
+    _level_boxes,
+)
+from ._ribs import _rib_flags, check_rib_levels
+from ._types import LevelInfo, VertebraLabels
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +153,11 @@ def label_vertebrae(volume: CTVolume, classes: LabelVolume, *, confidence=None,
                             min(max(b[a].stop for b in boxes.values()) + 1, cls.shape[a])) for a in range(3))
     sub = _absorb_minority_islands(cls[spine_box], voxel_mm3, flags)
     offset = tuple(b.start for b in spine_box)
+    canal = find_spinal_canal(volume)
+    discs = (find_disc_planes(volume, canal) if canal.found and volume.spacing[0] <= DISC_MAX_SLICE_MM
+             else np.array([], int))
     for c in (CLASS_T1_T6, CLASS_T7_T12, CLASS_L1_L2):
-        masks = _class_components(sub == c, offset, volume, spacing, voxel_mm3, min_volume_mm3, c, flags)
+        masks = _class_components(sub == c, offset, volume, spacing, voxel_mm3, min_volume_mm3, c, flags, discs)
         if masks:
             components[c] = masks
     if not components:
@@ -147,15 +168,28 @@ def label_vertebrae(volume: CTVolume, classes: LabelVolume, *, confidence=None,
             flags.append(QCFlag("class_missing", None,
                                 f"no body of class {_CLASS_NAME[c]} in the segmentation"))
 
+    bodies = _merge_same_body([(crop, c) for c, crops in components.items() for crop in crops], volume.shape)
+    bodies = _guard(volume, bodies, flags, canal)
+    if not bodies:
+        raise LabelingError("no segmented component lies on the vertebral column with the size, density and "
+                            "cortical rim of a vertebral body (see the non_vertebral flags); "
+                            "is the spine in the field of view?")
+    order, decoding, cues, sacrum = _decode_chain(volume, bodies, cls, check_ribs, canal)
+    if sacrum is not None:
+        logger.info("sacrum top at slice %d; it anchors the lumbar names", sacrum)
+    _decoding_flags(decoding, cues, flags)
     out = np.zeros(volume.shape, np.int16)
     names: dict[str, int] = {}
     infos: dict[str, LevelInfo] = {}
-    for c, crops in components.items():
-        for name, crop in _name_components(c, crops, components, flags):
-            lid = level_id(name)
-            out[crop.box][crop.mask] = lid
-            names[name] = lid
-            infos[name] = _level_info(name, lid, c, crop, volume, conf)
+    for (crop, c), name, p, cue in zip(order, decoding.names, decoding.probabilities, cues):
+        lid = level_id(name)
+        crop = _solid(crop, volume.spacing)
+        region = out[crop.box]
+        region[crop.mask & (region == 0)] = lid          # a neighbour's voxels stay its own
+        crop = _Crop(crop.box, region == lid, crop.shape)
+        names[name] = lid
+        infos[name] = replace(_level_info(name, lid, c, crop, volume, conf), probability=p,
+                              rib_bearing=_rib_seen(cue))
     labels = LabelVolume(out, volume.affine, names)
     _flag_gaps(infos, flags)
     for info in infos.values():
@@ -260,6 +294,8 @@ def vertebra_labels_from_map(volume: CTVolume, labels: LabelVolume, *, isolate_b
     if not infos:
         raise LabelingError("no vertebral body left in the label map after dropping fragments smaller "
                             f"than {min_volume_mm3:g} mm3")
+    if check_ribs:
+        _map_disagreement(volume, {n: _Crop(crops[n].box, crops[n].mask, crops[n].shape) for n in infos}, flags)
     return _finish(volume, LabelVolume(out, volume.affine, names), infos, flags, check_ribs)
 
 
@@ -425,8 +461,17 @@ def _absorb_minority_islands(sub: np.ndarray, voxel_mm3: float, flags) -> np.nda
     return out
 
 
-def _class_components(mask, offset, volume, spacing, voxel_mm3, min_volume_mm3, c, flags) -> list[_Crop]:
-    """Connected bodies of one class (`mask` is a crop at `offset`), fragments dropped, merged split."""
+def _class_components(mask, offset, volume, spacing, voxel_mm3, min_volume_mm3, c, flags,
+                      discs=()) -> list[_Crop]:
+    """Connected bodies of one class (`mask` is a crop at `offset`), fragments dropped, merged split.
+
+    A component as tall as three bodies or more is cut at the column's disc
+    planes (`discs`, :func:`bmdqct.spine.find_disc_planes`) when they give
+    between the expected number of bodies and twice that less one (the
+    planes include the dark middle of some bodies, which would double the
+    count); otherwise, and for two bodies, at the minima of section area and
+    CT near evenly spaced positions (:func:`_split_body`).
+    """
     if not mask.any():
         return []
     lab, n = ndi.label(mask, _FACE)
@@ -462,7 +507,9 @@ def _class_components(mask, offset, volume, spacing, voxel_mm3, min_volume_mm3, 
     for body, height in zip(bodies, heights):
         count = int(round((height + _DISC_HEIGHT_MM) / (ref + _DISC_HEIGHT_MM)))
         if count >= 2:
-            parts = _split_body(body, count, volume, dz)
+            parts = _split_at_discs(body, discs, dz) if count >= 3 else []
+            if not count <= len(parts) <= 2 * count - 1:
+                parts = _split_body(body, count, volume, dz)
             flags.append(QCFlag("split", None,
                                 f"a {height:.0f} mm tall component of class {_CLASS_NAME[c]} was split into "
                                 f"{len(parts)} bodies at the disc planes"))
@@ -470,6 +517,24 @@ def _class_components(mask, offset, volume, spacing, voxel_mm3, min_volume_mm3, 
         else:
             out.append(body)
     return out
+
+
+def _split_at_discs(crop: _Crop, discs, dz: float) -> list[_Crop]:
+    """`crop` cut at the disc planes that leave at least 8 mm of it on both sides ([] if none)."""
+    ks = np.flatnonzero(_area_profile(crop.mask))
+    k0 = crop.box[0].start
+    min_part = max(int(round(8.0 / dz)), 1)
+    cuts = [int(d) - k0 for d in discs if ks[0] + min_part <= int(d) - k0 <= ks[-1] - min_part]
+    if not cuts:
+        return []
+    edges = [-1, *cuts, crop.mask.shape[0]]
+    parts = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        part = np.zeros_like(crop.mask)
+        part[a + 1:b] = crop.mask[a + 1:b]       # the disc plane itself belongs to no body
+        if part.any():
+            parts.append(_Crop(crop.box, part, crop.shape))
+    return parts
 
 
 def _split_body(crop: _Crop, count: int, volume: CTVolume, dz: float) -> list[_Crop]:
@@ -645,6 +710,12 @@ def _finish(volume, labels, infos, flags, check_ribs) -> VertebraLabels:
 
 
 def _with_rib(info: LevelInfo, bearing) -> LevelInfo:
-    from dataclasses import replace
+    """`info` with the rib check's finding (the decoder's, if the check did not judge it)."""
+    return info if bearing is None else replace(info, rib_bearing=bool(bearing))
 
-    return replace(info, rib_bearing=None if bearing is None else bool(bearing))
+
+def _rib_seen(cue) -> bool | None:
+    """Rib-bearing as the decoder saw it: a long rib on a side; none on both checked sides."""
+    if "long" in cue.ribs:
+        return True
+    return False if cue.ribs and all(r == "none" for r in cue.ribs) else None

@@ -92,6 +92,10 @@ class LevelInfo:
     bbox : tuple of 3 (start, stop) or None
         Index ranges (stop exclusive) of the body's bounding box along each
         array axis; lets later steps work on the body's crop.
+    probability : float
+        Posterior probability of the level name from the level decoder
+        (:func:`bmdqct.labeling.decode_levels`); NaN when the name was not
+        decoded (an external label map's own names).
     """
 
     level: str
@@ -108,6 +112,7 @@ class LevelInfo:
     confidence: float = float("nan")
     rib_bearing: bool | None = None
     bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
+    probability: float = float("nan")
 
     def to_dict(self) -> dict:
         return {
@@ -119,6 +124,7 @@ class LevelInfo:
             "confidence": None if np.isnan(self.confidence) else self.confidence,
             "rib_bearing": self.rib_bearing,
             "bbox": None if self.bbox is None else [list(b) for b in self.bbox],
+            "probability": None if np.isnan(self.probability) else self.probability,
         }
 
 

@@ -1,0 +1,247 @@
+"""Tests of bmdqct.schema: the JSON Schema of result.json, validate_result and read_result."""
+
+import configparser
+import copy
+import fnmatch
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bmdqct.calibration import Calibration
+from bmdqct.measure import RESULT_FORMAT, measure
+from bmdqct.schema import (
+    CURRENT_FORMAT,
+    RESULT_FORMATS,
+    ResultSchemaError,
+    read_result,
+    result_example,
+    result_schema,
+    validate_result,
+)
+from bmdqct.volume import CTVolume, LabelVolume
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]
+
+
+def two_body_result(*, calibration=True, cut_l2=False):
+    """measure() on two elliptic-cylinder bodies of 130 HU (L1 above L2; 1.5 mm slices)."""
+    k, j, i = np.mgrid[:40, :40, :50]
+    section = ((j - 20) / 14.0) ** 2 + ((i - 25) / 18.0) ** 2 <= 1
+    l1 = section & (k >= 22) & (k < 38)
+    l2 = section & (k >= (0 if cut_l2 else 2)) & (k < 18)
+    ct = CTVolume.from_spacing(np.where(l1 | l2, 130.0, 0.0), (1.5, 1, 1))
+    labels = LabelVolume.from_spacing(l1 * 20 + l2 * 21, (1.5, 1, 1), names={"L1": 20, "L2": 21})
+    cal = Calibration(slope=0.8, intercept=0.0, kvp=120) if calibration else None
+    return measure(ct, labels=labels, calibration=cal, case="two_bodies")
+
+
+@pytest.fixture(scope="module")
+def document():
+    return two_body_result().to_dict()
+
+
+def test_current_format_is_the_one_measure_writes():
+    assert RESULT_FORMAT == CURRENT_FORMAT == list(RESULT_FORMATS)[-1]
+
+
+def test_schemas_are_valid_draft_2020_12():
+    import jsonschema
+
+    for fmt in RESULT_FORMATS:
+        schema = result_schema(fmt)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["properties"]["format"] == {"const": fmt}
+
+
+def test_format_1_schema_is_format_2_without_probability():
+    one, two = result_schema("bmdqct-result/1"), result_schema("bmdqct-result/2")
+    info = two["$defs"]["level_info"]
+    assert info["required"][-1] == "probability"
+    del info["properties"]["probability"]
+    info["required"].remove("probability")
+    for key in ("$id", "title", "description", "properties"):
+        one.pop(key), two.pop(key)
+    assert one == two
+    p1, p2 = result_schema("bmdqct-result/1")["properties"], result_schema("bmdqct-result/2")["properties"]
+    assert {k: v for k, v in p1.items() if k != "format"} == {k: v for k, v in p2.items() if k != "format"}
+
+
+def test_measured_results_validate(tmp_path, document):
+    assert document["levels"]["L1"]["status"] == "measured" and document["calibration"]["kvp"] == 120.0
+    assert validate_result(document) is document
+    hu_only = two_body_result(calibration=False, cut_l2=True)
+    assert hu_only.levels["L2"].status == "partial" and hu_only.levels["T12"].status == "missing"
+    path = hu_only.to_json(tmp_path / "result.json")
+    data = validate_result(path)
+    assert data["calibration"] is None and data["category"] is None
+    assert read_result(path) == data == json.loads(path.read_text())
+    for fmt in RESULT_FORMATS:
+        validate_result(result_example(fmt))
+
+
+def _broken(document, edit):
+    data = copy.deepcopy(document)
+    edit(data)
+    return data
+
+
+@pytest.mark.parametrize("edit, path, problem", [
+    (lambda d: d["levels"]["L1"].update(hu_mean="130"), r"\$\.levels\.L1\.hu_mean", "'130' is not of type"),
+    (lambda d: d["levels"]["T12"].update(status="unknown"), r"\$\.levels\.T12\.status",
+     "'unknown' is not one of"),
+    (lambda d: d.update(category="very low"), r"\$\.category", "'very low' is not one of"),
+    (lambda d: d["qc"]["labelling"]["L1"].pop("probability"), r"\$\.qc\.labelling\.L1",
+     "'probability' is a required property"),
+    (lambda d: d.pop("diagnosis"), r"\$:", "'diagnosis' is a required property"),
+    (lambda d: d.update(bmd_mg_cm3=100.0), r"\$:", r"\('bmd_mg_cm3' was unexpected\)"),
+    (lambda d: d["vois"]["L1"].update(affine=[]), r"\$\.vois\.L1", "'affine' was unexpected"),
+    (lambda d: d["levels"].update(L7=d["levels"]["L1"]), r"\$\.levels", "'L7' does not match"),
+    (lambda d: d["qc"]["flags"].append("Partial L1"), r"\$\.qc\.flags\[0\]", "does not match"),
+    (lambda d: d["levels"]["L1"].update(hu_mean=None), r"\$\.levels\.L1\.hu_mean", "None is not of type"),
+    (lambda d: d["levels"]["T12"].update(reason=""), r"\$\.levels\.T12\.reason", "should be non-empty"),
+    (lambda d: d["calibration"].update(method="guess"), r"\$\.calibration", "'guess' is not one of"),
+    (lambda d: d["qc"]["labelling"]["L1"].update(probability=1.5), r"\$\.qc\.labelling\.L1\.probability",
+     "1.5 is greater than the maximum of 1"),
+])
+def test_a_broken_document_is_refused_with_its_json_path(tmp_path, document, edit, path, problem):
+    data = _broken(document, edit)
+    with pytest.raises(ResultSchemaError, match="result document: at " + path) as err:
+        validate_result(data)
+    assert err.match(problem)
+    file = tmp_path / "broken.json"            # not result.json: the conftest check would fail the test
+    file.write_text(json.dumps(data))
+    with pytest.raises(ResultSchemaError, match=f"result file {file}: at {path}.*bmdqct-result/2"):
+        validate_result(file)
+
+
+def test_free_form_metadata_is_accepted(document):
+    data = copy.deepcopy(document)
+    data["provenance"]["scan"].update(kvp=120, manufacturer="ACME", extra_tag={"any": [1, "x"]})
+    data["provenance"]["versions"]["tensorflow"] = None
+    data["calibration"]["details"] = {"rods": [{"label": "A", "hu": 10.0}]}
+    data["calibration"]["selection"] = {"rule": "latest-before", "days_before": 3}
+    assert validate_result(data) is data
+
+
+def test_the_contrast_flag_carries_the_phase_and_other_flags_a_level():
+    """bmdqct.qc's glossary: the level of a 'contrast' flag is the contrast phase."""
+    data = result_example()
+    data["qc"]["flags"].append("contrast:arterial")
+    data["qc"]["details"].append({"code": "contrast", "level": "arterial", "message": "enhanced"})
+    data["provenance"]["contrast"] = {"phase": "arterial", "contrast": True, "hu_offset": 20.0,
+                                      "correction_requested": True, "correction_hu": 20.0, "aorta_hu": 260.0}
+    assert validate_result(data) is data
+    for edit, path in (
+            (lambda d: d["qc"]["flags"].append("partial:arterial"), r"\$\.qc\.flags\[2\]"),
+            (lambda d: d["qc"]["details"][1].update(level="L1"), r"\$\.qc\.details\[1\]\.level"),
+            (lambda d: d["qc"]["details"][0].update(level="arterial"), r"\$\.qc\.details\[0\]\.level"),
+            (lambda d: d["provenance"]["contrast"].update(phase="venous"), r"\$\.provenance\.contrast\.phase"),
+            (lambda d: d["provenance"]["contrast"].pop("correction_hu"), r"\$\.provenance\.contrast")):
+        with pytest.raises(ResultSchemaError, match="at " + path):
+            validate_result(_broken(data, edit))
+
+
+def test_schema_contrast_phases_are_those_of_bmdqct_contrast():
+    contrast = pytest.importorskip("bmdqct.contrast", reason="contrast detection not in this checkout")
+    defs = result_schema()["$defs"]
+    assert defs["contrast"]["properties"]["phase"]["enum"] == list(contrast.PHASES)
+    assert defs["flag_detail"]["allOf"][0]["then"]["properties"]["level"]["enum"] == list(contrast.CONTRAST_PHASES)
+
+
+def test_read_result_upgrades_format_1(tmp_path, document):
+    old = copy.deepcopy(document)
+    old["format"] = "bmdqct-result/1"
+    for entry in old["qc"]["labelling"].values():
+        del entry["probability"]
+    path = tmp_path / "old" / "result.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(old))
+    before = path.read_bytes()
+    new = read_result(path)
+    assert new["format"] == "bmdqct-result/2"
+    assert [e["probability"] for e in new["qc"]["labelling"].values()] == [None, None]
+    expected = copy.deepcopy(document)
+    for entry in expected["qc"]["labelling"].values():
+        entry["probability"] = None
+    assert new == expected
+    assert path.read_bytes() == before           # the file is not rewritten
+    # a format-1 file that already has probability breaks the format-1 schema
+    wrong = path.with_name("wrong.json")
+    wrong.write_text(json.dumps({**old, "qc": document["qc"]}))
+    with pytest.raises(ResultSchemaError, match=r"at \$\.qc\.labelling\.L[12]: .*'probability' was unexpected"):
+        read_result(wrong)
+
+
+@pytest.mark.parametrize("fmt, match", [
+    ("bmdqct-result/3", r"'format' is 'bmdqct-result/3', expected one of \['bmdqct-result/1', "
+                        r"'bmdqct-result/2'\]; a result written by a newer bmdqct\?"),
+    ("bmdqct-calibration", r"'format' is 'bmdqct-calibration', expected one of"),
+    (None, r"'format' is None, expected one of"),
+])
+def test_unknown_formats_are_refused(tmp_path, document, fmt, match):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({**document, "format": fmt}))
+    with pytest.raises(ResultSchemaError, match=f"result file {path}: " + match):
+        read_result(path)
+    with pytest.raises(ResultSchemaError, match=match):
+        validate_result({**document, "format": fmt})
+
+
+def test_unreadable_files_and_wrong_types_are_refused(tmp_path, document):
+    missing = tmp_path / "nowhere.json"
+    with pytest.raises(ResultSchemaError, match=f"result file {missing} cannot be read"):
+        read_result(missing)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ResultSchemaError, match=f"result file {bad} is not JSON"):
+        validate_result(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ResultSchemaError, match="expected a JSON object with a 'format' key, got list"):
+        read_result(bad)
+    with pytest.raises(TypeError, match="use validate_result for a dictionary"):
+        read_result(document)
+    with pytest.raises(TypeError, match="expected a result dictionary or the path"):
+        validate_result(42)
+    with pytest.raises(ResultSchemaError, match="expected one of"):
+        result_schema("bmdqct-result/0")
+    # an explicit format: a format-2 document is not a format-1 one
+    with pytest.raises(ResultSchemaError, match=r"at \$\.format: 'bmdqct-result/1' was expected"):
+        validate_result(document, format="bmdqct-result/1")
+
+
+def test_schema_files_ship_with_the_package():
+    shipped = sorted(p.name for p in resources.files("bmdqct").joinpath("schemas").iterdir()
+                     if p.name.endswith(".json"))
+    assert shipped == sorted(RESULT_FORMATS.values())
+    config = configparser.ConfigParser()
+    config.read(PROJECT_ROOT / "setup.cfg")
+    patterns = config["options.package_data"]["bmdqct"].split()
+    for name in shipped:
+        assert any(fnmatch.fnmatch(f"schemas/{name}", p) for p in patterns), (name, patterns)
+
+
+def test_conftest_validates_result_json_under_tmp_path(pytester):
+    """The autouse fixture of tests/conftest.py fails a test whose tmp_path holds a broken result.json."""
+    pytester.makeconftest((PROJECT_ROOT / "tests" / "conftest.py").read_text())
+    good = json.dumps(result_example())
+    bad = json.dumps({**result_example(), "category": "weak"})
+    pytester.makepyfile(f"""
+        def test_good(tmp_path):
+            (tmp_path / "case").mkdir()
+            (tmp_path / "case" / "result.json").write_text({good!r})
+
+        def test_bad(tmp_path):
+            (tmp_path / "case").mkdir()
+            (tmp_path / "case" / "result.json").write_text({bad!r})
+
+        def test_no_tmp_path():
+            pass
+    """)
+    run = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    run.assert_outcomes(passed=3, errors=1)
+    run.stdout.fnmatch_lines(["*breaks the result schema*", "*case/result.json: at $.category: 'weak' is not one of*"])
