@@ -254,9 +254,16 @@ class VOI:
             "grid (bmdqct.preprocess.resample_like)")
 
     def to_dict(self) -> dict:
-        """JSON-safe summary (no arrays)."""
+        """JSON-safe summary (no arrays).
+
+        ``frame`` is ``"LPS"``: ``center_mm`` is patient LPS mm; ``center_index``
+        is the same point as (fractional) voxel indices ``[i, j, k]`` on the CT
+        grid, from :attr:`affine`.
+        """
         return {
-            "level": self.level, "center_mm": list(self.center_mm),
+            "level": self.level, "frame": "LPS", "center_mm": list(self.center_mm),
+            "center_index": [float(v) for v in
+                             np.linalg.solve(self.affine, [*map(float, self.center_mm), 1.0])[:3]],
             "center_vox": list(self.center_vox),
             "semi_axis_ap_mm": self.semi_axis_ap_mm, "semi_axis_lr_mm": self.semi_axis_lr_mm,
             "height_mm": self.height_mm, "covered_height_mm": self.covered_height_mm,

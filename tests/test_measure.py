@@ -173,7 +173,91 @@ def test_qc_picture_of_a_partial_level(close_figures):
     # the partial level's panel shows its own middle slice and centre
     lo, hi = res.labels.levels["L2"].slice_range
     assert axial[2].get_xlabel() == f"slice {round(0.5 * (lo + hi))}"
-    assert {t.get_text() for t in sagittal.texts} == {"T12", "L1", "L2"}
+    # the measured levels by name, the partial one with its status
+    assert {t.get_text() for t in sagittal.texts} == {"T12", "L1", "L2\npartial"}
+    assert fig._suptitle.get_text() == "T12+L1 118.0 mg/cm\u00b3, osteopenia"   # one line, no case name
+    assert "\n" not in fig._suptitle.get_text()
+
+
+def _sagittal_artist(ax, gid, kind="lines"):
+    found = [a for a in getattr(ax, kind) if a.get_gid() == gid]
+    assert len(found) == 1, f"no single artist {gid!r} in {kind}"
+    return found[0]
+
+
+def test_qc_picture_axes_are_lps_mm_of_result_json(close_figures):
+    """A VOI centre drawn on the sagittal panel sits at its result.json center_mm (LPS y, z)."""
+    from dataclasses import replace
+
+    import matplotlib.colors as mcolors
+
+    from bmdqct.plotting.qc import LEVEL_COLORS, plot_qc
+
+    ct, cls, _ = spine()
+    affine = np.array(ct.affine)
+    affine[:3, 3] = (-110.0, -60.0, -180.0)       # far from the origin: index * spacing would be wrong
+    ct, cls = replace(ct, affine=affine), replace(cls, affine=affine)
+    res = measure(ct, labels=cls, calibration=CAL, case="c1")
+    saved = res.to_dict()
+    fig = plot_qc(res, ct)
+    sagittal = fig.axes[0]
+    assert sagittal.get_xlabel().startswith("LPS y (mm)") and sagittal.get_ylabel() == "LPS z (mm)"
+    for name in ("T12", "L1", "L2"):
+        x_mm, y_mm, z_mm = saved["vois"][name]["center_mm"]
+        # the shifted frame (index * 2 mm would be positive), and the VOI's middle slice
+        assert z_mm < 0.0 and z_mm == pytest.approx(-180.0 + 2.0 * res.vois[name].middle_slice)
+        marker = _sagittal_artist(sagittal, f"voi-centre:{name}")
+        assert (marker.get_xdata()[0], marker.get_ydata()[0]) == pytest.approx((y_mm, z_mm))
+        # the marker is inside the drawn image and inside the VOI rectangle
+        lo, hi = sorted(sagittal.get_ylim())
+        assert lo < z_mm < hi
+        rect = _sagittal_artist(sagittal, f"voi:{name}", "patches")
+        assert rect.get_y() < z_mm < rect.get_y() + rect.get_height()
+        assert rect.get_x() + rect.get_width() / 2 == pytest.approx(y_mm)
+        assert saved["vois"][name]["frame"] == "LPS"
+    # the image itself: the body outline of L1 on the plot spans L1's LPS z range
+    l1 = res.labels.levels["L1"]
+    z_lo, z_hi = sorted(l1.z_range_mm)
+    text = _sagittal_artist(sagittal, "level-name:L1", "texts")
+    assert z_lo - 2.0 <= text.get_position()[1] <= z_hi + 2.0
+    assert mcolors.same_color(text.get_color(), LEVEL_COLORS["L1"])
+    assert "LPS x" in sagittal.get_title()
+
+
+def test_qc_picture_greys_unmeasured_levels(close_figures):
+    """T11 is labelled but not requested: grey, with its status; measured levels in colour."""
+    import matplotlib.colors as mcolors
+
+    from bmdqct.plotting.qc import LEVEL_COLORS, plot_qc
+
+    ct, cls, _ = spine()
+    res = measure(ct, labels=cls, calibration=CAL, case="c1")
+    assert "T11" in res.labels.levels and "T11" not in res.levels
+    fig = plot_qc(res, ct)
+    sagittal = fig.axes[0]
+    t11 = _sagittal_artist(sagittal, "level-name:T11", "texts")
+    assert t11.get_text() == "T11\nnot measured"
+    assert not mcolors.same_color(t11.get_color(), LEVEL_COLORS["T11"])
+    for name in ("T12", "L1", "L2"):
+        text = _sagittal_artist(sagittal, f"level-name:{name}", "texts")
+        assert text.get_text() == name and mcolors.same_color(text.get_color(), LEVEL_COLORS[name])
+    assert fig._suptitle.get_text() == "c1: L1\u2013L2 118.0 mg/cm\u00b3, osteopenia"
+
+
+def test_qc_picture_marks_uncertain_levels(close_figures):
+    from bmdqct.plotting.qc import plot_qc
+
+    ct, cls, truth = make_spine(("T11", "T12", "L1"), margin_mm=(-10.0, 10.0), spacing=(2.0, 1.5, 1.5))
+    res = measure(ct, labels=cls, calibration=CAL, levels=("L1", "L2"), case="c2")
+    assert "level_uncertain:L1" in {str(f) for f in res.flags}
+    fig = plot_qc(res, ct)
+    sagittal, l1, l2 = fig.axes
+    assert {t.get_text() for t in sagittal.texts} == {"T11?\nnot measured", "T12?\nnot measured", "L1?\npartial"}
+    assert l1.get_title() == "L1?: partial (name uncertain)"
+    assert l2.get_title() == "L2: missing"
+    headline = fig._suptitle.get_text()
+    assert headline.startswith("c2: no BMD: no usable level") and "\n" not in headline
+    assert len(headline) <= 90
 
 
 def test_single_level_and_no_level():

@@ -64,6 +64,12 @@ def test_format_1_schema_is_format_2_without_probability():
     assert info["required"][-1] == "probability"
     del info["properties"]["probability"]
     info["required"].remove("probability")
+    # format 2 also names the frame of the VOI and level centres and gives the VOI's voxel indices
+    # (optional keys, so format-2 documents written before them stay valid)
+    voi, level = two["$defs"]["voi"], two["$defs"]["level_measurement"]
+    assert voi["properties"].pop("frame") == level["properties"].pop("frame")
+    assert voi["properties"].pop("center_index")["maxItems"] == 3
+    assert "frame" not in voi["required"] and "center_index" not in voi["required"]
     for key in ("$id", "title", "description", "properties"):
         one.pop(key), two.pop(key)
     assert one == two
@@ -84,6 +90,16 @@ def test_measured_results_validate(tmp_path, document):
         validate_result(result_example(fmt))
 
 
+def test_vois_state_their_frame_and_voxel_indices(document):
+    for name, voi in document["vois"].items():
+        assert voi["frame"] == "LPS"
+        # the two bodies' grid: 1.5 mm slices along +z from the origin, 1 mm along +y and +x
+        i, j, k = voi["center_index"]
+        assert voi["center_mm"] == pytest.approx([k * 1.0, j * 1.0, i * 1.5])
+        assert voi["center_index"] == pytest.approx(voi["center_vox"])
+        assert i == voi["middle_slice"]
+
+
 def _broken(document, edit):
     data = copy.deepcopy(document)
     edit(data)
@@ -100,6 +116,9 @@ def _broken(document, edit):
     (lambda d: d.pop("diagnosis"), r"\$:", "'diagnosis' is a required property"),
     (lambda d: d.update(bmd_mg_cm3=100.0), r"\$:", r"\('bmd_mg_cm3' was unexpected\)"),
     (lambda d: d["vois"]["L1"].update(affine=[]), r"\$\.vois\.L1", "'affine' was unexpected"),
+    (lambda d: d["vois"]["L1"].update(frame="RAS"), r"\$\.vois\.L1\.frame", "'LPS' was expected"),
+    (lambda d: d["vois"]["L1"].update(center_index=[1.0, 2.0]), r"\$\.vois\.L1\.center_index",
+     "is too short"),
     (lambda d: d["levels"].update(L7=d["levels"]["L1"]), r"\$\.levels", "'L7' does not match"),
     (lambda d: d["qc"]["flags"].append("Partial L1"), r"\$\.qc\.flags\[0\]", "does not match"),
     (lambda d: d["levels"]["L1"].update(hu_mean=None), r"\$\.levels\.L1\.hu_mean", "None is not of type"),
@@ -153,11 +172,19 @@ def test_schema_contrast_phases_are_those_of_bmdqct_contrast():
     assert defs["flag_detail"]["allOf"][0]["then"]["properties"]["level"]["enum"] == list(contrast.CONTRAST_PHASES)
 
 
+def _drop_format_2_frame_keys(data):
+    for entry in (*data["vois"].values(), *data["levels"].values()):
+        entry.pop("frame", None)
+    for voi in data["vois"].values():
+        voi.pop("center_index", None)
+
+
 def test_read_result_upgrades_format_1(tmp_path, document):
     old = copy.deepcopy(document)
     old["format"] = "bmdqct-result/1"
     for entry in old["qc"]["labelling"].values():
         del entry["probability"]
+    _drop_format_2_frame_keys(old)        # format 1 had no frame and no center_index
     path = tmp_path / "old" / "result.json"
     path.parent.mkdir()
     path.write_text(json.dumps(old))
@@ -168,6 +195,7 @@ def test_read_result_upgrades_format_1(tmp_path, document):
     expected = copy.deepcopy(document)
     for entry in expected["qc"]["labelling"].values():
         entry["probability"] = None
+    _drop_format_2_frame_keys(expected)   # optional in format 2: the upgrade does not invent them
     assert new == expected
     assert path.read_bytes() == before           # the file is not rewritten
     # a format-1 file that already has probability breaks the format-1 schema

@@ -24,7 +24,7 @@ from bmdqct.segment.grid import (  # noqa: E402
     spine_centre_line,
     to_source_grid,
 )
-from bmdqct.segment.model import Preset, load_model, save_model  # noqa: E402
+from bmdqct.segment.model import Preset, clear_model_cache, load_model, save_model  # noqa: E402
 from bmdqct.segment.train import dice_loss, dice_scores  # noqa: E402
 from bmdqct.volume import CTVolume  # noqa: E402
 
@@ -203,7 +203,11 @@ def test_segment_spine_without_bone_raises():
 def test_dice_loss_and_scores():
     y = np.eye(4, dtype=np.float32)[np.array([[0, 1], [2, 3]])][None]
     assert float(dice_loss(y, y)) == pytest.approx(0.0, abs=1e-6)
-    assert float(dice_loss(y, np.full_like(y, 0.25))) > 0.3
+    # a uniform 0.25 on 4 voxels, each class in exactly one: per class the intersection is 0.25
+    # and |P| + |T| = 1 + 1, so each ratio is (2 * 0.25 + eps) / (2 + eps)
+    uniform = np.full_like(y, 0.25)
+    assert float(dice_loss(y, uniform)) == pytest.approx(1.0 - 1.5 / 3.0, rel=1e-6)  # eps = 1
+    assert float(dice_loss(y, uniform, eps=0.0)) == pytest.approx(1.0 - 0.5 / 2.0, rel=1e-6)
     scores = dice_scores(np.array([1, 1, 0]), np.array([1, 0, 0]), classes=(1, 2))
     assert scores[1] == pytest.approx(2 / 3)
     assert np.isnan(scores[2])  # absent from both
@@ -219,6 +223,56 @@ def test_save_and_load_model_round_trip(tmp_path):
     x = np.zeros((1, 16, 16, 16, 1), dtype=np.float32)
     np.testing.assert_allclose(loaded.network(x), model.network(x), atol=1e-6)
     assert load_model(path) is loaded  # loaded once per process
+
+
+def test_model_cache_rereads_a_rewritten_file_and_can_be_cleared(tmp_path, monkeypatch):
+    preset = Preset("tiny", (2.0, 2.0, 2.0), (16, 16), "spine", 16, layers_per_level=(1, 1))
+    path = save_model(build_model(preset), tmp_path / "m.keras")
+    first = load_model(path)
+    assert load_model(str(path)) is first
+    monkeypatch.chdir(tmp_path)
+    assert load_model("m.keras") is first  # keyed by the resolved path
+    clear_model_cache()
+    second = load_model(path)
+    assert second is not first and second.model_id == first.model_id
+    # a new network written to the same file (new weights, new stamp) is read again, uncleared
+    other = build_model(preset)
+    other.network.set_weights([w + 0.5 for w in other.network.get_weights()])
+    save_model(other, path)
+    third = load_model(path)
+    assert third is not second and third.model_id != second.model_id
+    x = np.ones((1, 16, 16, 16, 1), dtype=np.float32)
+    np.testing.assert_allclose(third.network(x), other.network(x), atol=1e-6)
+
+
+@pytest.mark.slow  # each case imports TensorFlow in a fresh process (~10 s)
+@pytest.mark.parametrize("started_before, threads_after", [(False, "cores"), (True, "0")])
+def test_use_all_cores_is_idempotent_without_module_state(started_before, threads_after):
+    """Thread set-up keeps no flag of its own: TensorFlow holds the value.
+
+    Before the runtime starts, the request sets one thread per core and repeating it changes
+    nothing; once an earlier TensorFlow computation started the runtime (default 0 = TensorFlow's
+    choice), the request is dropped without an error and the runtime keeps its pools.
+    """
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("os.sched_getaffinity is Linux-only")
+    start = "float(tf.reduce_sum(tf.ones(3)))\n" if started_before else ""
+    code = (
+        "import os, tensorflow as tf\n"
+        "from bmdqct.segment import inference\n"
+        "cores = len(os.sched_getaffinity(0))\n"
+        f"{start}"
+        "inference._use_all_cores(); inference._use_all_cores()\n"
+        "float(tf.reduce_sum(tf.ones(3)))\n"
+        "inference._use_all_cores()\n"
+        f"assert tf.config.threading.get_intra_op_parallelism_threads() == {threads_after}, "
+        "tf.config.threading.get_intra_op_parallelism_threads()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_save_compiled_model_keeps_weights_and_depth_without_optimizer(tmp_path):

@@ -206,6 +206,23 @@ def test_voi_mask_box_and_repr():
     assert d["n_voxels"] == voi.n_voxels and d["flags"] == []
 
 
+def test_voi_to_dict_states_the_frame_and_the_voxel_indices():
+    """center_index is center_mm mapped back through the grid's affine, here with an offset origin."""
+    from dataclasses import replace
+
+    ct, labels, _ = vertebra_phantom((1.0, 1.0, 1.0), height=25.0, z_margin=5.0)
+    affine = np.array(ct.affine)
+    affine[:3, 3] = (-35.0, 120.0, -400.0)
+    ct, labels = replace(ct, affine=affine), replace(labels, affine=affine)
+    d = vertebral_body_voi(ct, labels, "L1").to_dict()
+    assert d["frame"] == "LPS"
+    # the grid is canonical (axis 0 -> +z, 1 -> +y, 2 -> +x), 1 mm: exact indices of the centre
+    assert d["center_index"] == pytest.approx([17.0, 29.5, 34.5])
+    assert d["center_mm"] == pytest.approx([-35.0 + 34.5, 120.0 + 29.5, -400.0 + 17.0])
+    assert all(type(v) is float for v in d["center_index"])
+    assert list(d)[:3] == ["level", "frame", "center_mm"]
+
+
 def test_short_body_cannot_hold_the_voi():
     ct, labels, _ = vertebra_phantom((1.0, 1.0, 1.0), height=6.0, shell=1.0)
     with pytest.raises(MeasurementError, match="does not cover the 9 mm VOI"):

@@ -23,7 +23,7 @@ import os
 import types
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from ._core import (
     normalize_mineral,
 )
 from ._phantom import _ols
+from .._util import record_dict
 from ..errors import CalibrationError, CalibrationWarning
 from ..io import HU_AIR, PADDING_THRESHOLD_HU
 from ..volume import CTVolume, to_canonical
@@ -93,7 +94,7 @@ class TissueROI:
     in_window: bool
 
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        return record_dict(self)
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,7 @@ class InternalReference:
         return {name: getattr(self, name) for name in SCANNER_FIELDS}
 
     def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
-        data["equivalent_mg_cm3"] = dict(self.equivalent_mg_cm3)
-        return {"format": INTERNAL_REFERENCE_FORMAT, **data}
+        return {"format": INTERNAL_REFERENCE_FORMAT, **record_dict(self, exclude=("source",))}
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write as indented JSON (atomically); returns the path."""

@@ -45,6 +45,7 @@ from ._core import (
     _read_json,
     normalize_mineral,
 )
+from .._util import record_dict
 from ..errors import CalibrationError, CalibrationWarning
 
 logger = logging.getLogger(__name__)
@@ -224,14 +225,10 @@ class Certificate:
         return np.array([r.water_mg_cm3 for r in self.rods])
 
     def to_dict(self) -> dict:
-        rods = []
-        for rod in self.rods:
-            entry = {"label": rod.label, "density_mg_cm3": rod.density_mg_cm3}
-            if rod.water_mg_cm3 is not None:
-                entry["water_mg_cm3"] = rod.water_mg_cm3
-            rods.append(entry)
-        return {"format": CERTIFICATE_FORMAT, "phantom": self.phantom, "serial": self.serial,
-                "mineral": self.mineral, "note": self.note, "rods": rods}
+        rods = [record_dict(rod, exclude=() if rod.water_mg_cm3 is not None else ("water_mg_cm3",))
+                for rod in self.rods]
+        # rods last (after note), as certificates have always been written
+        return {"format": CERTIFICATE_FORMAT, **record_dict(self, exclude=("source", "rods"), rods=rods)}
 
     @classmethod
     def from_dict(cls, data: Mapping, *, source: str | os.PathLike | None = None) -> Certificate:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from ._phantom import (
     fit_phantom,
     get_phantom,
 )
+from .._util import record_dict
 from ..errors import CalibrationError
 from ..volume import CTVolume, to_canonical
 
@@ -76,7 +77,7 @@ class RodROI:
     contrast_hu: float
 
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        return record_dict(self)
 
 
 def _slab(hu: np.ndarray, slices) -> np.ndarray:

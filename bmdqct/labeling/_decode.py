@@ -9,8 +9,8 @@ model over the chain:
 * **state** — the level of a body;
 * **transition** — from one body to the next the level advances by ``d >= 1``
   (``d - 1`` bodies were missed), with a probability set by the distance
-  between the two bodies' centres relative to the chain's pitch (the median
-  distance between neighbours): Gaussian in ``distance / pitch - d`` with a
+  between the two bodies' centres relative to the local pitch (the median
+  distance between neighbours within two places): Gaussian in ``distance / pitch - d`` with a
   standard deviation of ``0.2 * sqrt(d)``;
 * **emissions** — independent cues of each body:
 
@@ -82,6 +82,9 @@ SACRUM_FALSE = 0.01
 
 #: Relative prior weight of a chain starting at C1-C6 (the network segments T1-L2).
 CERVICAL_START_WEIGHT = 0.05
+
+#: Pitch (mm) assumed for a chain without two bodies.
+DEFAULT_PITCH_MM = 28.0
 
 #: Longest step between neighbouring bodies (3 bodies missed).
 MAX_STEP = 4
@@ -167,8 +170,9 @@ def decode_levels(chain: Sequence[BodyCues], *, pitch_mm: float | None = None) -
     chain : sequence of BodyCues
         The elements top first (decreasing ``z_mm``).
     pitch_mm : float, optional
-        Typical distance between neighbouring bodies' centres; by default the
-        median distance in the chain (28 mm for a chain of one).
+        Typical distance between neighbouring bodies' centres; by default,
+        for each step, the median of the body-to-body distances within two
+        places of it (:data:`DEFAULT_PITCH_MM` for a chain of one).
 
     Returns
     -------
@@ -182,8 +186,9 @@ def decode_levels(chain: Sequence[BodyCues], *, pitch_mm: float | None = None) -
     Examples
     --------
     Four bodies 30 mm apart; the network calls the top two T7–T12 and the
-    bottom two L1–L2, but ribs are seen on both sides of the top *and* the
-    second body only — ribs outweigh the network's boundary:
+    bottom two L1–L2, but ribs are seen on both sides of the top body only:
+    the names follow the ribs (though, with no second anchor such as the
+    sacrum, below :data:`MIN_LEVEL_PROBABILITY`):
 
     >>> votes = [(0, 1, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1)]
     >>> ribs = [("long", "long"), ("none", "none"), ("none", "none"), ("short", "none")]
@@ -197,12 +202,10 @@ def decode_levels(chain: Sequence[BodyCues], *, pitch_mm: float | None = None) -
     if np.any(np.diff(z) >= 0):
         raise ValueError("the chain must be ordered top first (strictly decreasing z_mm)")
     gaps = -np.diff(z)
-    if pitch_mm is None:
-        pitch_mm = float(np.median(gaps)) if gaps.size else 28.0
     steps = np.arange(1, MAX_STEP + 1)
     log_step = []
-    for g in gaps:
-        r = g / pitch_mm
+    for i, g in enumerate(gaps):
+        r = g / (pitch_mm if pitch_mm is not None else _local_pitch(gaps, chain, i))
         lp = -0.5 * ((r - steps) / (0.2 * np.sqrt(steps))) ** 2
         log_step.append(lp - _logsumexp(lp))
 
@@ -225,6 +228,20 @@ def decode_levels(chain: Sequence[BodyCues], *, pitch_mm: float | None = None) -
                 p += w * float(post_v[i, seq_v.index(name)])
         probs.append(round(min(float(p), 1.0), 4))
     return LevelDecoding(names, tuple(probs), t, round(float(weights[best]), 4))
+
+
+def _local_pitch(gaps: np.ndarray, chain, i: int) -> float:
+    """Typical body-to-body distance near gap `i`: the median of the body gaps within two places.
+
+    Bodies grow taller down the spine (thoracic pitch about 20-28 mm, lumbar 30-40 mm), so one
+    median for the whole chain would make the lowest lumbar step look like a missed body. Gaps
+    to the sacrum element are not body pitches and are left out.
+    """
+    body = [j for j in range(len(gaps)) if not (chain[j].sacrum or chain[j + 1].sacrum)]
+    near = [gaps[j] for j in body if abs(j - i) <= 2]
+    if not near:
+        near = [gaps[j] for j in body] or [DEFAULT_PITCH_MM]
+    return float(np.median(near))
 
 
 def _expected_class(name: str) -> int:

@@ -203,8 +203,10 @@ def plot_roc(results, *, ax=None, title: str | None = None, logit_ci: bool = Fal
     for k, (name, res) in enumerate(results.items()):
         low, high = res.auc_ci_logit if logit_ci else res.auc_ci
         few = min(res.n_positive, res.n_negative)
-        if few < MIN_CASES_FOR_AUC_CI or not high > low:   # DeLong's variance is then no guide
+        if few < MIN_CASES_FOR_AUC_CI:                      # DeLong's variance is then no guide
             interval = f"CI not reliable with {few} {'positive' if res.n_positive == few else 'negative'}"
+        elif not high > low:                                 # perfect separation: a zero-width interval
+            interval = f"CI not reliable: zero width at {low:.3f}"
         else:
             interval = f"{low:.3f}–{high:.3f}"
         # Corner points joined by straight lines: tied scores give the diagonal segment

@@ -140,17 +140,64 @@ def plot_phantom_fit(calibration, *, ax=None):
     grid = np.linspace(density.min(), density.max(), 50)
     ax.plot(grid, sigma * grid + beta, color="0.4", label=f"fit, R² = {calibration.r_squared:.5f}")
     ax.plot(density, y, "o", color="C0", label="rods")
+    texts = []
     for rod, x_value, y_value in zip(rods, density, y):
         residual = calibration.residuals_mg_cm3.get(rod["label"], np.nan)
-        ax.annotate(f"{rod['label']} ({residual:+.1f})", (x_value, y_value), textcoords="offset points",
-                    xytext=(5, -12), fontsize="small")
+        texts.append(ax.annotate(f"{rod['label']} ({residual:+.1f})", (x_value, y_value),
+                                 textcoords="offset points", xytext=(8, -6), fontsize="small",
+                                 gid=f"rod-label:{rod['label']}", va="top",
+                                 arrowprops=dict(arrowstyle="-", color="0.6", linewidth=0.6,
+                                                 shrinkA=0, shrinkB=4)))
+    ax.margins(y=0.12)
     ax.set_xlabel(f"certified density (mg {calibration.mineral}/cm³)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{calibration.phantom_model} {calibration.phantom_serial or ''}: "
                  f"BMD = {calibration.slope:.4f}·HU {calibration.intercept:+.2f}", fontsize="medium")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
+    _separate_labels(ax, texts)
     return ax
+
+
+def _separate_labels(ax, texts, *, gap_px: float = 2.0, max_steps: int = 12) -> None:
+    """Place rod labels so that no two overlap; a thin line joins each to its rod.
+
+    Each label goes below-right of its rod if that spot is free, else above-left,
+    else further up on the left, step by step, preferring spots inside the axes.
+    Rods of nearly equal density (a Mindways phantom's A and B differ by
+    1.6 mg/cm³) would otherwise print their labels on top of each other.
+    """
+    if len(texts) < 2:
+        return
+    ax.figure.draw_without_rendering()
+    frame = ax.get_window_extent()
+    candidates = [((8.0, -6.0), "left", "top")] + [((-8.0, 6.0 + 11.0 * k), "right", "bottom")
+                                                    for k in range(max_steps)]
+
+    def overlaps(box, others):
+        return any(box.x0 < b.x1 + gap_px and b.x0 < box.x1 + gap_px and box.y0 < b.y1 + gap_px
+                   and b.y0 < box.y1 + gap_px for b in others)
+
+    placed = []
+    for text in sorted(texts, key=lambda t: (-t.xy[1], t.xy[0])):
+        fallback = None
+        for offset, ha, va in candidates:
+            text.set_position(offset)
+            text.set_horizontalalignment(ha)
+            text.set_verticalalignment(va)
+            box = text.get_window_extent()
+            if overlaps(box, placed):
+                continue
+            fallback = fallback or (offset, ha, va)
+            if frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1:
+                break
+        else:
+            if fallback is not None:
+                offset, ha, va = fallback
+                text.set_position(offset)
+                text.set_horizontalalignment(ha)
+                text.set_verticalalignment(va)
+        placed.append(text.get_window_extent())
 
 
 def plot_rod_rois(volume, calibration, *, ax=None, window_hu=(-200.0, 600.0)):

@@ -26,6 +26,7 @@ from .model import (  # noqa: E402
     SpineModel,
     build_dense_unet3d,
     build_model,
+    clear_model_cache,
     load_model,
     save_model,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "SpineModel",
     "build_dense_unet3d",
     "build_model",
+    "clear_model_cache",
     "load_model",
     "predict_patches",
     "prepare",

@@ -1,4 +1,13 @@
-"""Sliding-window inference of the spine model on a whole CT."""
+"""Sliding-window inference of the spine model on a whole CT.
+
+Threads: :func:`segment_spine` asks TensorFlow for one intra-op thread per core
+the process may use (``os.sched_getaffinity``) before its first prediction. The
+setting lives in TensorFlow (``tf.config.threading``), not in this module: asking
+again for the value it holds changes nothing, and once TensorFlow's runtime has
+started (any earlier TensorFlow computation in the process) it keeps its thread
+pools and the request is dropped with a DEBUG log message. The module keeps no
+state of its own; the shipped model is cached by :func:`~bmdqct.segment.model.load_model`.
+"""
 
 from __future__ import annotations
 
@@ -149,19 +158,22 @@ def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_s
     return Segmentation(labels, confidence, model.model_id, order)
 
 
-_CORES_SET = False
-
-
 def _use_all_cores() -> None:
-    """Let TensorFlow use every core (once per process; TF refuses later changes)."""
-    global _CORES_SET
-    if _CORES_SET:
-        return
+    """Ask TensorFlow for one intra-op thread per usable core (idempotent, no state of its own).
+
+    TensorFlow keeps the setting itself: setting the value it already holds is a
+    no-op, and once its runtime has started it refuses a different value with a
+    ``RuntimeError``, which is expected (an earlier TensorFlow call in the process
+    fixed the thread pools) and only logged.
+    """
     import tensorflow as tf
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threading = tf.config.threading
+    if threading.get_intra_op_parallelism_threads() == (cores or 0):
+        return
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(cores or 0)
+        threading.set_intra_op_parallelism_threads(cores or 0)
     except RuntimeError:  # already initialised by an earlier TensorFlow call
-        pass
-    _CORES_SET = True
+        logger.debug("TensorFlow already started with %d intra-op threads (0: its default); "
+                     "keeping them", threading.get_intra_op_parallelism_threads())

@@ -20,10 +20,20 @@ Two presets are defined (:data:`PRESETS`):
     64 x 64 x 64 patches. It sees the vertebral bodies, the rib heads and the
     paraspinal tissue at the resolution the paper used in-plane, for about 1/12
     of the paper's compute. See ``MODEL_CARD.md``.
+
+Model cache
+-----------
+:func:`load_model` reads a file once per process: the reader is a
+:func:`functools.lru_cache` (at most four models) keyed by the file's resolved
+path and the size and modification time of the ``.keras`` file and its ``.json``
+sidecar, so a rewritten file is read again and an unchanged one returns the same
+:class:`SpineModel` object. :func:`clear_model_cache` empties it. This cache is
+the module's only state; nothing else is kept between calls.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -43,6 +53,7 @@ __all__ = [
     "SpineModel",
     "build_dense_unet3d",
     "build_model",
+    "clear_model_cache",
     "load_model",
     "save_model",
     "DEFAULT_MODEL_PATH",
@@ -257,32 +268,77 @@ def save_model(model: SpineModel, path, *, include_optimizer: bool = False) -> P
     return path
 
 
-_CACHE: dict[str, SpineModel] = {}
-
-
 def load_model(path=None) -> SpineModel:
     """Load a trained model; ``None`` loads the shipped default weights.
 
-    A model is loaded once per process and file (path and modification time),
-    so a batch run never holds two copies of the same network.
+    Loading goes through the process-wide model cache (see :func:`clear_model_cache`):
+    the same unchanged file returns the same :class:`SpineModel` object, so a batch
+    run never holds two copies of one network.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A ``.keras`` file written by :func:`save_model`, with its ``.json`` sidecar.
+
+    Returns
+    -------
+    SpineModel
 
     Raises
     ------
     SegmentationError
         If the file or its ``.json`` preset sidecar is missing or unreadable.
+
+    Examples
+    --------
+    >>> load_model() is load_model(DEFAULT_MODEL_PATH)
+    True
     """
     path = Path(path) if path is not None else DEFAULT_MODEL_PATH
-    key = f"{path.resolve()}:{path.stat().st_mtime_ns if path.is_file() else 0}"
-    if key in _CACHE:
-        return _CACHE[key]
     sidecar = path.with_suffix(".json")
     if not path.is_file() or not sidecar.is_file():
         hint = (" (the shipped weights are missing: reinstall bmdqct or run `bmdqct train`)"
                 if path == DEFAULT_MODEL_PATH else "")
         raise SegmentationError(f"model file {path} or its preset file {sidecar.name} not found; "
                                 f"expected a .keras file written by bmdqct.segment.save_model{hint}")
+    return _load_model_file(str(path.resolve()), _file_stamp(path), _file_stamp(sidecar))
+
+
+def clear_model_cache() -> None:
+    """Forget every model loaded by :func:`load_model`.
+
+    The cache is keyed by the resolved path of the ``.keras`` file and the size
+    and modification time of it and of its ``.json`` sidecar, so a file that is
+    rewritten (e.g. by ``bmdqct train``) is reloaded without clearing. Clear it to
+    free the memory of networks no longer needed, or to force a re-read. It holds
+    at most four models; the least recently used is dropped first.
+
+    Examples
+    --------
+    >>> first = load_model()
+    >>> clear_model_cache()
+    >>> load_model() is first
+    False
+    """
+    _load_model_file.cache_clear()
+
+
+_MODEL_CACHE_SIZE = 4  # models kept by load_model's cache (a batch run uses one)
+
+
+def _file_stamp(path: Path) -> tuple[int, int]:
+    """(size in bytes, modification time in ns): changes whenever the file is rewritten."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=_MODEL_CACHE_SIZE)
+def _load_model_file(resolved: str, model_stamp: tuple[int, int],
+                     sidecar_stamp: tuple[int, int]) -> SpineModel:
+    """Read one model file; the stamps only key the cache (see :func:`clear_model_cache`)."""
+    path = Path(resolved)
     try:
-        meta = json.loads(sidecar.read_text())
+        meta = json.loads(path.with_suffix(".json").read_text())
         preset = Preset.from_dict(meta["preset"])
         network = keras.models.load_model(path, compile=False)
     except Exception as err:  # Keras raises many types for a bad file
@@ -290,5 +346,4 @@ def load_model(path=None) -> SpineModel:
     model = SpineModel(network, preset, meta.get("info", {}),
                        meta.get("model_id") or f"{preset.name}-{_weights_id(network)}")
     logger.info("loaded segmentation model %s from %s", model.model_id, path)
-    _CACHE[key] = model
     return model
