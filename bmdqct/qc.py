@@ -61,7 +61,7 @@ FLAG_GLOSSARY: dict[str, tuple[str, str]] = {
                  "focal sclerosis or failed QC)",
                  "read the level's reason; review the vertebra on the CT before trusting the category"),
     "extra_component": ("a segmentation class had more bodies than levels; the ones farthest from the anchor "
-                        "were dropped",
+                        "were dropped (results of bmdqct before the level decoder; no longer raised)",
                         "check the level names on the QC picture; pass a corrected label map with --labels if wrong"),
     "failed_qc": ("the VOI of a level is too small or the segmentation confidence too low, so the level was "
                   "excluded",
@@ -83,7 +83,8 @@ FLAG_GLOSSARY: dict[str, tuple[str, str]] = {
                           "was resampled to a uniform spacing by linear interpolation",
                           "check the series is complete; export it again if slices are missing"),
     "naming_uncertain": ("the scan cuts the end from which a class's levels are counted, so the names are "
-                         "counted from the other end or guessed",
+                         "counted from the other end or guessed (results before the level decoder, which "
+                         "raises level_uncertain instead)",
                          "confirm the level names (ribs, sacrum) on the QC picture before trusting per-level values"),
     "no_calibration": ("no calibration was given: the report holds HU only, no BMD and no category",
                        "pass --calibration CAL.json or --calibration-store DIR (see 'bmdqct calibrate --help')"),

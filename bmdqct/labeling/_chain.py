@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..levels import level_index
+from ..levels import SEGMENTATION_CLASSES, level_index
 from ..qc import QCFlag
 from ..spine import find_sacrum
 from ._decode import MIN_LEVEL_PROBABILITY, BodyCues, _expected_class, decode_levels
@@ -107,7 +107,7 @@ def _guard(volume, bodies: list[tuple[_Crop, int]], flags: list[QCFlag], canal):
     Returns the kept bodies. Without a canal (``canal.valid`` all False) only
     the size, HU and rim tests apply and a ``column_not_found`` flag says so.
     """
-    valid = np.nonzero(canal.valid)[0] if canal.valid.any() else np.array([], int)
+    valid = np.flatnonzero(canal.valid)
     if valid.size == 0:
         flags.append(QCFlag("column_not_found", None,
                             "no spinal canal found in the image: bodies were not checked against the column"))
@@ -284,26 +284,22 @@ def _map_disagreement(volume, crops: dict, flags: list[QCFlag]):
     """Flag ``level_disagreement`` where the decoder names a map's body otherwise (never renames).
 
     `crops` maps the label map's level names to their bodies. Only names the
-    decoder reaches :data:`MIN_LEVEL_PROBABILITY` for are compared. Returns
-    the decoding's probability per map name (NaN where it was not compared).
+    decoder reaches :data:`MIN_LEVEL_PROBABILITY` for are compared.
     """
     names = sorted(crops, key=lambda n: -crops[n].centroid()[0])
     if len(names) < 2:
-        return {}
+        return
     from ..spine import find_spinal_canal
 
     order, decoding, cues, _ = _decode_chain(volume, [(crops[n], None) for n in names], None, True,
                                              find_spinal_canal(volume))
     by_id = {id(crop): name for name, crop in crops.items()}
-    out = {}
     for (crop, _), name, p in zip(order, decoding.names, decoding.probabilities):
         own = by_id[id(crop)]
-        out[own] = p if name == own else 1.0 - p
         if p >= MIN_LEVEL_PROBABILITY and name != own:
             flags.append(QCFlag("level_disagreement", own,
                                 f"the label map calls this body {own}; the ribs and the body count make it "
                                 f"{name} (p = {p:.2f}); the map's name is kept"))
-    return out
 
 
 def _decoding_flags(decoding, cues, flags: list[QCFlag]) -> None:
@@ -325,7 +321,7 @@ def _decoding_flags(decoding, cues, flags: list[QCFlag]) -> None:
             said = int(np.argmax(votes)) + 1
             if votes[said - 1] >= 0.8 and said != _expected_class(name):
                 flags.append(QCFlag("level_corrected", name,
-                                    f"the network's class {_CLASS_NAMES[said]} was corrected to {name} by the "
+                                    f"the network's class {SEGMENTATION_CLASSES[said]} was corrected to {name} by the "
                                     f"ribs (seen on {', '.join(bearing) or 'no body'}) and the body count"))
     if decoding.transitional:
         flags.append(QCFlag("transitional_anatomy", None,
@@ -337,5 +333,3 @@ def _decoding_flags(decoding, cues, flags: list[QCFlag]) -> None:
         flags.append(QCFlag("thoracic_only", lowest,
                             f"the scan ends at {lowest}, above L1: no L1-L2 measurement"))
 
-
-_CLASS_NAMES = {1: "T1-T6", 2: "T7-T12", 3: "L1-L2"}

@@ -14,6 +14,7 @@ from ..levels import (
     CLASS_L1_L2,
     CLASS_T1_T6,
     CLASS_T7_T12,
+    SEGMENTATION_CLASSES,
     level_id,
     level_index,
 )
@@ -56,14 +57,6 @@ _MIDDLE_HALF_WIDTH_MM = 10.0
 _PRIOR_BODY_HEIGHT_MM = {CLASS_T1_T6: 17.0, CLASS_T7_T12: 22.0, CLASS_L1_L2: 26.0}
 _DISC_HEIGHT_MM = 6.0
 
-# Level names of each class, top to bottom, and the end the names count from.
-_CLASS_LEVELS = {
-    CLASS_T1_T6: tuple(f"T{n}" for n in range(1, 7)),
-    CLASS_T7_T12: tuple(f"T{n}" for n in range(7, 13)),
-    CLASS_L1_L2: ("L1", "L2"),
-}
-_CLASS_ANCHOR = {CLASS_T1_T6: "bottom", CLASS_T7_T12: "bottom", CLASS_L1_L2: "top"}
-_CLASS_NAME = {CLASS_T1_T6: "T1-T6", CLASS_T7_T12: "T7-T12", CLASS_L1_L2: "L1-L2"}
 
 _FACE = ndi.generate_binary_structure(3, 1)
 
@@ -106,12 +99,13 @@ def label_vertebrae(volume: CTVolume, classes: LabelVolume, *, confidence=None,
 
     Notes
     -----
-    A class with fewer components than levels is named from its anchor end
-    (the top of L1–L2, the bottom of the thoracic classes) unless that end is
-    cut by the scan's edge and the other end is not, in which case it is named
-    from the other end and flagged ``naming_uncertain``. Extra components
-    beyond the class's levels are dropped with an ``extra_component`` flag.
-    A piece of one class smaller than half the median body and touching a
+    The components of all classes that pass the column guard (``non_vertebral``
+    flags for the others) form one chain, named by :func:`decode_levels` from
+    the ribs beside each body, the sacrum, the distances between bodies and,
+    weakly, the class votes; each body's ``probability`` is its name's
+    posterior, and a name below :data:`MIN_LEVEL_PROBABILITY` is flagged
+    ``level_uncertain`` (``level_corrected`` where the name differs from the
+    network's class). A piece of one class smaller than half the median body and touching a
     body of another class (part of a body given the wrong class) joins that
     body (``class_merged`` flag).
 
@@ -166,7 +160,7 @@ def label_vertebrae(volume: CTVolume, classes: LabelVolume, *, confidence=None,
     for c in (CLASS_T7_T12, CLASS_L1_L2):
         if c not in components:
             flags.append(QCFlag("class_missing", None,
-                                f"no body of class {_CLASS_NAME[c]} in the segmentation"))
+                                f"no body of class {SEGMENTATION_CLASSES[c]} in the segmentation"))
 
     bodies = _merge_same_body([(crop, c) for c, crops in components.items() for crop in crops], volume.shape)
     bodies = _guard(volume, bodies, flags, canal)
@@ -494,7 +488,7 @@ def _class_components(mask, offset, volume, spacing, voxel_mm3, min_volume_mm3, 
         bodies.append(crop)
     if dropped:
         flags.append(QCFlag("fragment_dropped", None,
-                            f"{dropped} fragment(s) of class {_CLASS_NAME[c]} smaller than "
+                            f"{dropped} fragment(s) of class {SEGMENTATION_CLASSES[c]} smaller than "
                             f"{min_volume_mm3:g} mm3 dropped"))
     if not bodies:
         return []
@@ -511,7 +505,7 @@ def _class_components(mask, offset, volume, spacing, voxel_mm3, min_volume_mm3, 
             if not count <= len(parts) <= 2 * count - 1:
                 parts = _split_body(body, count, volume, dz)
             flags.append(QCFlag("split", None,
-                                f"a {height:.0f} mm tall component of class {_CLASS_NAME[c]} was split into "
+                                f"a {height:.0f} mm tall component of class {SEGMENTATION_CLASSES[c]} was split into "
                                 f"{len(parts)} bodies at the disc planes"))
             out.extend(parts)
         else:
@@ -572,44 +566,6 @@ def _split_body(crop: _Crop, count: int, volume: CTVolume, dz: float) -> list[_C
         if part.any():
             parts.append(_Crop(crop.box, part, crop.shape))
     return parts
-
-
-def _name_components(c, crops, components, flags):
-    """Yield (level name, crop) for the components of class `c`."""
-    names = _CLASS_LEVELS[c]
-    order = sorted(crops, key=lambda m: -m.centroid()[0])  # top (superior) first
-    anchor = _CLASS_ANCHOR[c]
-    top_cut = order[0].edge_sides()[1]
-    bottom_cut = order[-1].edge_sides()[0]
-    class_above = any(k < c for k in components) if c != CLASS_T1_T6 else False
-    class_below = any(k > c for k in components)
-    if len(order) > len(names):
-        extra = len(order) - len(names)
-        flags.append(QCFlag("extra_component", None,
-                            f"class {_CLASS_NAME[c]} has {len(order)} bodies for {len(names)} levels; "
-                            f"the {extra} farthest from the {anchor} were dropped"))
-        order = order[:len(names)] if anchor == "top" else order[-len(names):]
-    if len(order) < len(names):
-        if anchor == "top":
-            anchored = class_above or not top_cut
-            other_ok = not bottom_cut
-        else:
-            anchored = class_below or not bottom_cut
-            other_ok = class_above or not top_cut
-        if not anchored and other_ok:
-            anchor = "bottom" if anchor == "top" else "top"
-            flags.append(QCFlag("naming_uncertain", None,
-                                f"class {_CLASS_NAME[c]}: the scan cuts the end its names count from; "
-                                f"named from the {anchor} instead"))
-        elif not anchored:
-            flags.append(QCFlag("naming_uncertain", None,
-                                f"class {_CLASS_NAME[c]}: the scan cuts both ends; names are a guess"))
-    if anchor == "top":
-        pairs = zip(names, order)
-    else:
-        pairs = zip(names[::-1], order[::-1])
-    for name, crop in pairs:
-        yield name, crop
 
 
 def _level_info(name, lid, c, crop: _Crop, volume: CTVolume, conf) -> LevelInfo:
