@@ -92,10 +92,10 @@ def evaluate(name, model, out_dir: Path) -> dict:
     wrong = 0
     rows = {}
     for level, m in res.levels.items():
-        row = {"status": m.status, "hu_mean": m.hu_mean}
+        row = {"status": m.status, "mean_hu": m.mean_hu}
         line = f"   {level}: {m.status}"
-        if m.hu_mean is not None:
-            line += f", {m.hu_mean:.1f} HU"
+        if m.mean_hu is not None:
+            line += f", {m.mean_hu:.1f} HU"
         voi = res.vois.get(level)
         if voi is not None and reference is not None:
             under = reference_at(volume, reference, voi.center_mm)
@@ -104,14 +104,14 @@ def evaluate(name, model, out_dir: Path) -> dict:
             if m.status == "measured" and under != level:
                 wrong += 1
                 line += "  <-- WRONG LEVEL"
-            if ref_result is not None and ref_result.levels[level].hu_mean is not None and m.hu_mean is not None:
-                diff = m.hu_mean - ref_result.levels[level].hu_mean
-                row["reference_hu_mean"] = ref_result.levels[level].hu_mean
-                line += f"; reference labels give {ref_result.levels[level].hu_mean:.1f} HU ({diff:+.1f})"
+            if ref_result is not None and ref_result.levels[level].mean_hu is not None and m.mean_hu is not None:
+                diff = m.mean_hu - ref_result.levels[level].mean_hu
+                row["reference_hu_mean"] = ref_result.levels[level].mean_hu
+                line += f"; reference labels give {ref_result.levels[level].mean_hu:.1f} HU ({diff:+.1f})"
         rows[level] = row
         print(line)
     used = res.levels_used
-    print(f"   L1-L2 HU: {res.hu_l1_l2 if res.hu_l1_l2 is None else round(res.hu_l1_l2, 1)} from {list(used)}")
+    print(f"   L1-L2 HU: {res.mean_hu_l1_l2 if res.mean_hu_l1_l2 is None else round(res.mean_hu_l1_l2, 1)} from {list(used)}")
     return {"levels": rows, "named": [i.level for i in chain], "uncertain": sorted(uncertain),
             "wrong_measured": wrong, "seconds": round(seconds, 1),
             "flags": sorted({str(f) for f in res.flags})}

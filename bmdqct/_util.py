@@ -6,6 +6,8 @@ Importable from everywhere (it imports nothing from bmdqct), like :mod:`bmdqct.v
   fields (JSON-safe values; a field can be left out or given another value);
 * :func:`json_safe` — numpy scalars and arrays, tuples, enums, paths, NaN and
   mappings to plain JSON values;
+* :func:`deprecated_alias` — a read-only property under a field's old name
+  that warns (:class:`DeprecationWarning`) and returns the renamed field;
 * :func:`atomic_write` / :func:`atomic_write_text` — the one atomic writer: a
   temporary file beside the target, flushed to disk (``fsync``), then renamed
   (or hard-linked, which refuses to replace an existing file);
@@ -23,12 +25,13 @@ import enum
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["record_dict", "json_safe", "atomic_write", "atomic_write_text", "iso_date", "IMAGE_SUFFIXES",
+__all__ = ["record_dict", "json_safe", "deprecated_alias", "atomic_write", "atomic_write_text", "iso_date", "IMAGE_SUFFIXES",
            "strip_image_suffix", "package_versions"]
 
 #: Suffixes of the volume files bmdqct reads (compared case-insensitively), longest first.
@@ -104,6 +107,44 @@ def record_dict(record, *, exclude=(), **overrides) -> dict:
         out[f.name] = overrides.pop(f.name) if f.name in overrides else getattr(record, f.name)
     out.update(overrides)
     return json_safe(out)
+
+
+def deprecated_alias(new: str, old: str) -> property:
+    """A read-only property `old` returning attribute `new`, with a :class:`DeprecationWarning`.
+
+    For fields renamed to put the unit last (``hu_mean`` -> ``mean_hu``): the
+    old name keeps working for reading, and says what to use instead. It is not
+    a dataclass field, so :func:`record_dict` and ``dataclasses.replace`` know
+    only the new name.
+
+    Parameters
+    ----------
+    new : str
+        The attribute's current name.
+    old : str
+        The deprecated name (the property's own name in the class body).
+
+    Examples
+    --------
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Stat:
+    ...     mean_hu: float
+    ...     hu_mean = deprecated_alias("mean_hu", "hu_mean")
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     value = Stat(150.0).hu_mean
+    >>> value, str(caught[0].message)
+    (150.0, 'Stat.hu_mean is deprecated, use Stat.mean_hu (units last, bmdqct result format 3)')
+    """
+
+    def get(self):
+        cls = type(self).__name__
+        warnings.warn(f"{cls}.{old} is deprecated, use {cls}.{new} (units last, bmdqct result format 3)",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+
+    get.__name__ = old
+    return property(get, doc=f"Deprecated read-only alias of :attr:`{new}` (emits DeprecationWarning).")
 
 
 # --------------------------------------------------------------------------- files

@@ -83,7 +83,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ._util import IMAGE_SUFFIXES, atomic_write, atomic_write_text, package_versions, record_dict, strip_image_suffix
+from ._util import (IMAGE_SUFFIXES, atomic_write, atomic_write_text, deprecated_alias, package_versions, record_dict,
+                    strip_image_suffix)
 from ._version import __version__
 from .errors import InputError
 
@@ -95,6 +96,7 @@ __all__ = [
     "case_ids",
     "run_cases",
     "RESULTS_COLUMNS",
+    "LEGACY_COLUMNS",
     "MANIFEST_FORMAT",
     "STATUSES",
     "LABEL_MAP_NAMES",
@@ -103,12 +105,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Columns of ``OUT/results.csv`` (team contract); ``error`` holds the reason of a
-#: ``failed`` or ``no_measurement`` case.
+#: ``failed`` or ``no_measurement`` case. Before result format 3 the HU columns were
+#: ``T12_hu_mean``, ...; rows of such a file are read with :data:`LEGACY_COLUMNS`.
 RESULTS_COLUMNS = ("case", "status", "error", "category", "bmd_l1_l2_mg_cm3", "levels_used",
-                   "T12_hu_mean", "T12_bmd_mg_cm3", "L1_hu_mean", "L1_bmd_mg_cm3", "L2_hu_mean",
+                   "T12_mean_hu", "T12_bmd_mg_cm3", "L1_mean_hu", "L1_bmd_mg_cm3", "L2_mean_hu",
                    "L2_bmd_mg_cm3", "flags")
-#: Identifier of the ``manifest.json`` layout.
-MANIFEST_FORMAT = "bmdqct-run/2"
+#: Old ``results.csv`` column -> its name in :data:`RESULTS_COLUMNS`.
+LEGACY_COLUMNS = {f"{level}_hu_mean": f"{level}_mean_hu" for level in ("T12", "L1", "L2")}
+#: Identifier of the ``manifest.json`` layout (3: ``cases[].mean_hu_l1_l2``, was ``hu_l1_l2``).
+MANIFEST_FORMAT = "bmdqct-run/3"
 #: Status of a case.
 STATUSES = ("ok", "no_measurement", "failed")
 #: File names (without suffix, lower case) of label maps, which are never cases.
@@ -160,7 +165,7 @@ class CaseRecord:
     result : str or None
         Path of the case's ``result.json`` (None if there is none).
     levels_used : tuple of str
-    bmd_l1_l2_mg_cm3, hu_l1_l2 : float or None
+    bmd_l1_l2_mg_cm3, mean_hu_l1_l2 : float or None
     category : str or None
     flags : tuple of str
         QC flags of the result.
@@ -172,6 +177,8 @@ class CaseRecord:
     notes : tuple of str
         What the run could not do for this case although asked, and why (e.g.
         ``--dicom-out`` for a NIfTI input; ``--series`` for a non-DICOM input).
+    hu_l1_l2 : float or None
+        Deprecated read-only alias of `mean_hu_l1_l2` (emits a :class:`DeprecationWarning`).
     """
 
     case: str
@@ -184,7 +191,7 @@ class CaseRecord:
     result: str | None = None
     levels_used: tuple[str, ...] = ()
     bmd_l1_l2_mg_cm3: float | None = None
-    hu_l1_l2: float | None = None
+    mean_hu_l1_l2: float | None = None
     category: str | None = None
     flags: tuple[str, ...] = ()
     model_id: str | None = None
@@ -192,6 +199,8 @@ class CaseRecord:
     measured_at: str | None = None
     timings_s: Mapping = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+
+    hu_l1_l2 = deprecated_alias("mean_hu_l1_l2", "hu_l1_l2")
 
     def __post_init__(self):
         object.__setattr__(self, "timings_s", types.MappingProxyType(dict(self.timings_s)))
@@ -652,14 +661,15 @@ def _record_from_result(base: dict, result: Mapping, path: Path, *, skipped: boo
     return CaseRecord(
         **base, status=status, skipped=skipped, reason=reason, seconds=seconds, result=str(path),
         levels_used=tuple(result.get("levels_used") or ()), bmd_l1_l2_mg_cm3=result.get("bmd_l1_l2_mg_cm3"),
-        hu_l1_l2=_level_mean_hu(result), category=result.get("category"),
+        mean_hu_l1_l2=_level_mean_hu(result), category=result.get("category"),
         flags=tuple((result.get("qc") or {}).get("flags") or ()), model_id=provenance.get("model_id"),
         calibration_id=provenance.get("calibration_id"), measured_at=provenance.get("created"),
         timings_s=provenance.get("timings_s") or {})
 
 
 def _level_mean_hu(result: Mapping):
-    return result.get("hu_l1_l2")
+    """Mean HU of the levels used, from a result.json of any format (format 1 and 2: ``hu_l1_l2``)."""
+    return _level_value(result, "mean_hu_l1_l2", "hu_l1_l2")
 
 
 # --------------------------------------------------------------------------- files
@@ -677,7 +687,8 @@ def _fmt(value) -> str:
 
 
 def _level_value(level: Mapping, new: str, old: str):
-    return level.get(new, level.get(old))
+    """``level[new]``, or the value under its result-format-2 name `old`."""
+    return level[new] if new in level else level.get(old)
 
 
 def _csv_row(case: str, status: str, error: str, result: Mapping | None) -> dict:
@@ -690,7 +701,7 @@ def _csv_row(case: str, status: str, error: str, result: Mapping | None) -> dict
     row["levels_used"] = "+".join(result.get("levels_used") or [])
     for name in ("T12", "L1", "L2"):
         level = (result.get("levels") or {}).get(name) or {}
-        row[f"{name}_hu_mean"] = _fmt(_level_value(level, "mean_hu", "hu_mean"))
+        row[f"{name}_mean_hu"] = _fmt(_level_value(level, "mean_hu", "hu_mean"))
         row[f"{name}_bmd_mg_cm3"] = _fmt(level.get("bmd_mg_cm3"))
     row["flags"] = ";".join((result.get("qc") or {}).get("flags") or [])
     return row
@@ -704,6 +715,7 @@ def _write_results_csv(path: Path, rows: Mapping[str, dict]) -> Path:
             with path.open(newline="", encoding="utf-8") as fh:
                 for row in csv.DictReader(fh):
                     if row.get("case"):
+                        row = {LEGACY_COLUMNS.get(c, c): v for c, v in row.items() if c is not None}
                         merged[row["case"]] = {c: row.get(c) or "" for c in RESULTS_COLUMNS}
         except (OSError, csv.Error):
             merged = {}

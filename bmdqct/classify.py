@@ -31,6 +31,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ._util import record_dict
 from .qc import QCFlag
 from .levels import level_index
 
@@ -145,9 +146,8 @@ class Diagnosis:
     reason: str = ""
 
     def to_dict(self) -> dict:
-        return {"category": None if self.category is None else self.category.value,
-                "bmd_mg_cm3": self.bmd_mg_cm3, "levels_used": list(self.levels_used),
-                "flags": [str(f) for f in self.flags], "reason": self.reason}
+        """JSON-safe dictionary (the ``diagnosis`` of ``result.json``); flags as ``str(flag)``."""
+        return record_dict(self, flags=[str(f) for f in self.flags])
 
 
 def diagnose(level_bmd_mg_cm3: Mapping[str, float | None], *,

@@ -65,11 +65,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
+from ._util import deprecated_alias, record_dict
 from .spine import SpinalCanal, find_spinal_canal
 from .volume import CTVolume
 
@@ -141,6 +142,12 @@ class ContrastFinding:
         nothing; medium otherwise.
     reason : str
         A sentence saying what the phase rests on.
+    contrast : bool
+        True for an enhanced scan (property).
+    offset_hu : float or None
+        The phase's published HU correction (property).
+    hu_offset : float or None
+        Deprecated read-only alias of `offset_hu` (emits a :class:`DeprecationWarning`).
     """
 
     phase: str
@@ -166,16 +173,15 @@ class ContrastFinding:
         return self.phase in CONTRAST_PHASES
 
     @property
-    def hu_offset(self) -> float | None:
+    def offset_hu(self) -> float | None:
         """The published HU correction of the phase (:data:`CONTRAST_OFFSET_HU`); None if there is none."""
         return CONTRAST_OFFSET_HU.get(self.phase)
 
+    hu_offset = deprecated_alias("offset_hu", "hu_offset")
+
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["aorta_centre_mm"] = None if self.aorta_centre_mm is None else list(self.aorta_centre_mm)
-        out["contrast"] = self.contrast
-        out["hu_offset"] = self.hu_offset
-        return out
+        """JSON-safe dictionary of the fields plus the properties `contrast` and `offset_hu`."""
+        return record_dict(self, contrast=self.contrast, offset_hu=self.offset_hu)
 
 
 def agent_means_contrast(agent) -> bool | None:
@@ -234,7 +240,7 @@ def detect_contrast(volume: CTVolume, *, canal: SpinalCanal | None = None) -> Co
     >>> aorta = (yy - 20) ** 2 + (xx - 64) ** 2 <= 11 ** 2
     >>> enhanced = CTVolume.from_spacing(np.stack([np.where(aorta, 280.0, slab)] * 20), (2.0, 1.0, 1.0))
     >>> finding = detect_contrast(enhanced)
-    >>> finding.phase, finding.aorta_hu, finding.contrast, finding.hu_offset
+    >>> finding.phase, finding.aorta_hu, finding.contrast, finding.offset_hu
     ('arterial', 280.0, True, 20.0)
 
     The same aorta unenhanced (40 HU), and a DICOM tag saying ``NONE``:

@@ -46,13 +46,13 @@ import platform
 import time
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ._version import __version__
-from ._util import atomic_write, atomic_write_text, json_safe, package_versions
+from ._util import atomic_write, atomic_write_text, deprecated_alias, json_safe, package_versions, record_dict
 from .classify import ACR_THRESHOLDS_MG_CM3, DEFAULT_SUBSTITUTES, BMDCategory, Diagnosis, diagnose, select_levels
 from .contrast import ContrastFinding, detect_contrast
 from .errors import CalibrationError, GeometryError, InputError, LabelingError, MeasurementError
@@ -76,7 +76,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Identifier of the ``result.json`` layout.
-RESULT_FORMAT = "bmdqct-result/2"   # 2: labelling entries carry the level decoder's probability
+RESULT_FORMAT = "bmdqct-result/3"   # 3: units last (mean_hu, ...), frame on level entries; see bmdqct.schema
 #: Smallest VOI accepted (qct-reference §5.5: at least 0.5 cm³).
 MIN_VOI_VOLUME_MM3 = 500.0
 #: A middle height below this fraction of the neighbours' is fracture-like (see the module notes).
@@ -99,18 +99,18 @@ class LevelMeasurement:
     status : {"measured", "excluded", "partial", "missing", "failed"}
         ``measured`` and ``excluded`` carry statistics; ``excluded`` levels
         are not used for the diagnosis.
-    hu_mean, hu_median, hu_sd : float or None
+    mean_hu, median_hu, sd_hu : float or None
         VOI statistics in HU (SD with ``ddof=1``).
     n_voxels : int
         Voxels in the VOI (0 if not measured).
     volume_mm3 : float
         VOI volume.
     center_mm : (float, float, float) or None
-        VOI centre, patient LPS mm.
+        VOI centre, patient LPS mm (:meth:`to_dict` says so with ``"frame": "LPS"``).
     semi_axis_ap_mm, semi_axis_lr_mm, covered_height_mm : float or None
         VOI geometry.
     bmd_mg_cm3 : float or None
-        Calibrated BMD of ``hu_mean`` (None without calibration).
+        Calibrated BMD of ``mean_hu`` (None without calibration).
     height_mm : float or None
         Body height (from the labelling).
     confidence : float or None
@@ -118,13 +118,16 @@ class LevelMeasurement:
     reason : str
         Why the level is excluded, partial, missing or failed ('' if measured).
     flags : tuple of QCFlag
+    hu_mean, hu_median, hu_sd : float or None
+        Deprecated read-only aliases of `mean_hu`, `median_hu`, `sd_hu` (they
+        emit a :class:`DeprecationWarning`; result format 2 used these names).
     """
 
     level: str
     status: str
-    hu_mean: float | None = None
-    hu_median: float | None = None
-    hu_sd: float | None = None
+    mean_hu: float | None = None
+    median_hu: float | None = None
+    sd_hu: float | None = None
     n_voxels: int = 0
     volume_mm3: float = 0.0
     center_mm: tuple[float, float, float] | None = None
@@ -137,16 +140,21 @@ class LevelMeasurement:
     reason: str = ""
     flags: tuple[QCFlag, ...] = ()
 
+    hu_mean = deprecated_alias("mean_hu", "hu_mean")
+    hu_median = deprecated_alias("median_hu", "hu_median")
+    hu_sd = deprecated_alias("sd_hu", "hu_sd")
+
     @property
     def usable(self) -> bool:
         """True if the level was measured and not excluded."""
         return self.status == "measured"
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "flags"}
-        out["center_mm"] = None if self.center_mm is None else list(self.center_mm)
-        out["flags"] = [str(f) for f in self.flags]
-        return _json_safe(out)
+        """JSON-safe dictionary (a ``levels`` entry of ``result.json``); flags as ``str(flag)``.
+
+        ``frame`` is ``"LPS"``: ``center_mm`` is in patient LPS millimetres.
+        """
+        return record_dict(self, frame="LPS", flags=[str(f) for f in self.flags])
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,7 +168,7 @@ class Result:
     bmd_l1_l2_mg_cm3 : float or None
         Mean BMD of the levels used for diagnosis (L1 and L2 unless
         substituted); None without calibration or usable level.
-    hu_l1_l2 : float or None
+    mean_hu_l1_l2 : float or None
         Mean HU of the same levels.
     category : BMDCategory or None
     levels_used : tuple of str
@@ -176,11 +184,13 @@ class Result:
         The VOIs of the measured levels.
     case : str or None
         Case name (file stem of the input, or given).
+    hu_l1_l2 : float or None
+        Deprecated read-only alias of `mean_hu_l1_l2` (emits a :class:`DeprecationWarning`).
     """
 
     levels: Mapping[str, LevelMeasurement]
     bmd_l1_l2_mg_cm3: float | None
-    hu_l1_l2: float | None
+    mean_hu_l1_l2: float | None
     category: BMDCategory | None
     levels_used: tuple[str, ...]
     diagnosis: Diagnosis
@@ -190,6 +200,8 @@ class Result:
     labels: VertebraLabels = field(repr=False)
     vois: Mapping[str, VOI] = field(repr=False, default_factory=dict)
     case: str | None = None
+
+    hu_l1_l2 = deprecated_alias("mean_hu_l1_l2", "hu_l1_l2")
 
     def __post_init__(self):
         object.__setattr__(self, "levels", types.MappingProxyType(dict(self.levels)))
@@ -209,7 +221,7 @@ class Result:
             "case": self.case,
             "levels": {name: m.to_dict() for name, m in self.levels.items()},
             "bmd_l1_l2_mg_cm3": self.bmd_l1_l2_mg_cm3,
-            "hu_l1_l2": self.hu_l1_l2,
+            "mean_hu_l1_l2": self.mean_hu_l1_l2,
             "category": None if self.category is None else self.category.value,
             "levels_used": list(self.levels_used),
             "diagnosis": self.diagnosis.to_dict(),
@@ -265,7 +277,7 @@ def measure_voi(volume: CTVolume, voi: VOI, *, calibration=None) -> LevelMeasure
     >>> ct = CTVolume.from_spacing(np.where(body, 150.0, 0.0), (1, 1, 1))
     >>> voi = vertebral_body_voi(ct, LabelVolume.from_spacing(body * 20, (1, 1, 1), names={"L1": 20}), "L1")
     >>> m = measure_voi(ct, voi)
-    >>> m.hu_mean, m.hu_sd, m.bmd_mg_cm3
+    >>> m.mean_hu, m.sd_hu, m.bmd_mg_cm3
     (150.0, 0.0, None)
     """
     values = voi.values(volume).astype(np.float64)
@@ -274,8 +286,8 @@ def measure_voi(volume: CTVolume, voi: VOI, *, calibration=None) -> LevelMeasure
     mean = float(values.mean())
     bmd = None if calibration is None else float(calibration.apply(mean))
     return LevelMeasurement(
-        level=voi.level, status="measured", hu_mean=mean, hu_median=float(np.median(values)),
-        hu_sd=float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        level=voi.level, status="measured", mean_hu=mean, median_hu=float(np.median(values)),
+        sd_hu=float(values.std(ddof=1)) if values.size > 1 else 0.0,
         n_voxels=int(values.size), volume_mm3=float(voi.volume_mm3), center_mm=tuple(voi.center_mm),
         semi_axis_ap_mm=voi.semi_axis_ap_mm, semi_axis_lr_mm=voi.semi_axis_lr_mm,
         covered_height_mm=voi.covered_height_mm, bmd_mg_cm3=bmd, flags=tuple(voi.flags))
@@ -394,7 +406,7 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
 
     t = time.perf_counter()
     contrast = detect_contrast(volume)
-    contrast_offset_hu = contrast.hu_offset if (contrast.contrast and contrast_correction) else None
+    contrast_offset_hu = contrast.offset_hu if (contrast.contrast and contrast_correction) else None
     if contrast.contrast:
         flags.append(QCFlag("contrast", contrast.phase, f"contrast-enhanced scan ({contrast.reason})"))
     if contrast_offset_hu is not None:
@@ -438,7 +450,7 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
         diagnosis = diagnose({n: m.bmd_mg_cm3 for n, m in measurements.items()}, excluded=excluded,
                              substitutes=substitutes, thresholds=thresholds, convention=convention)
     else:
-        selection = select_levels({n: m.hu_mean for n, m in measurements.items()}, excluded=excluded,
+        selection = select_levels({n: m.mean_hu for n, m in measurements.items()}, excluded=excluded,
                                   substitutes=substitutes)
         diagnosis = Diagnosis(None, None, selection.levels_used, selection.flags,
                               "no calibration: HU only, no category; " + selection.reason)
@@ -446,7 +458,7 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
     if contrast.contrast and contrast_offset_hu is None:
         diagnosis = _withhold_category(diagnosis, contrast, contrast_correction)
     used = diagnosis.levels_used
-    hu_l1_l2 = float(np.mean([measurements[n].hu_mean for n in used])) if used else None
+    mean_hu_l1_l2 = float(np.mean([measurements[n].mean_hu for n in used])) if used else None
 
     timings["total_s"] = time.perf_counter() - t0
     provenance = {
@@ -464,7 +476,7 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
         "labels": label_source,
         "calibration_id": None if cal is None else cal.id,
         "calibration_source": None if cal is None else cal.source,
-        "voi_protocol": asdict(protocol),
+        "voi_protocol": record_dict(protocol),
         "thresholds_mg_cm3": list(thresholds),
         "convention": convention,
         "contrast": {**contrast.to_dict(), "correction_requested": bool(contrast_correction),
@@ -472,7 +484,7 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     result = Result(
-        levels=measurements, bmd_l1_l2_mg_cm3=diagnosis.bmd_mg_cm3, hu_l1_l2=hu_l1_l2,
+        levels=measurements, bmd_l1_l2_mg_cm3=diagnosis.bmd_mg_cm3, mean_hu_l1_l2=mean_hu_l1_l2,
         category=diagnosis.category, levels_used=used, diagnosis=diagnosis, flags=tuple(_unique(flags)),
         calibration=cal, provenance=provenance, labels=vertebrae, vois=vois, case=case)
     logger.info("%s", repr(result))
@@ -485,7 +497,8 @@ def report_text(result: Mapping) -> str:
     Parameters
     ----------
     result : mapping
-        The layout of ``result.json`` (``RESULT_FORMAT``).
+        The layout of ``result.json`` (``RESULT_FORMAT``; the names of formats
+        1 and 2, ``hu_mean`` and ``hu_l1_l2``, are read too).
 
     Returns
     -------
@@ -511,8 +524,9 @@ def report_text(result: Mapping) -> str:
     lines = [f"bmdqct report{f' - {case}' if case else ''} (bmdqct {provenance.get('bmdqct_version', '')})",
              f"{'level':<6}{'status':<10}{'HU mean':>9}{'SD':>7}{'voxels':>8}{'BMD':>9}  note"]
     for name, m in (result.get("levels") or {}).items():
-        hu = "" if m.get("hu_mean") is None else f"{m['hu_mean']:.1f}"
-        sd = "" if m.get("hu_sd") is None else f"{m['hu_sd']:.1f}"
+        mean_hu, sd_hu = _get(m, "mean_hu", "hu_mean"), _get(m, "sd_hu", "hu_sd")
+        hu = "" if mean_hu is None else f"{mean_hu:.1f}"
+        sd = "" if sd_hu is None else f"{sd_hu:.1f}"
         bmd = "" if m.get("bmd_mg_cm3") is None else f"{m['bmd_mg_cm3']:.1f}"
         lines.append(f"{name:<6}{m.get('status', ''):<10}{hu:>9}{sd:>7}{m.get('n_voxels', 0):>8}{bmd:>9}  "
                      f"{m.get('reason', '')}")
@@ -522,9 +536,9 @@ def report_text(result: Mapping) -> str:
         mineral = (calibration or {}).get("mineral", "K2HPO4")
         lines.append(f"BMD ({used}): {result['bmd_l1_l2_mg_cm3']:.1f} mg/cm3 {mineral}-equivalent -> "
                      f"{str(result.get('category')).upper()}")
-    elif result.get("hu_l1_l2") is not None:
+    elif _get(result, "mean_hu_l1_l2", "hu_l1_l2") is not None:
         unit = "HU" if calibration else "(no calibration: HU only)"
-        lines.append(f"HU ({used}): {result['hu_l1_l2']:.1f} {unit}; no category")
+        lines.append(f"HU ({used}): {_get(result, 'mean_hu_l1_l2', 'hu_l1_l2'):.1f} {unit}; no category")
     lines.append(f"diagnosis: {(result.get('diagnosis') or {}).get('reason', '')}")
     flags = (result.get("qc") or {}).get("flags") or []
     if flags:
@@ -534,6 +548,11 @@ def report_text(result: Mapping) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _get(entry: Mapping, key: str, old: str):
+    """``entry[key]``, or the value under its result-format-2 name `old` (None if neither)."""
+    return entry[key] if key in entry else entry.get(old)
 
 
 def _as_volume(ct_or_path) -> tuple[CTVolume, str | None]:
@@ -656,11 +675,11 @@ def _measure_level(volume, vertebrae: VertebraLabels, name, cal, protocol):
 
 def _contrast_corrected(m: LevelMeasurement, offset_hu: float, cal) -> LevelMeasurement:
     """`m` with `offset_hu` subtracted from its HU mean and median and its BMD recomputed."""
-    if m.hu_mean is None:
+    if m.mean_hu is None:
         return m
-    hu_mean = m.hu_mean - offset_hu
-    return _replace(m, hu_mean=hu_mean, hu_median=None if m.hu_median is None else m.hu_median - offset_hu,
-                    bmd_mg_cm3=None if cal is None else float(cal.apply(hu_mean)))
+    mean_hu = m.mean_hu - offset_hu
+    return _replace(m, mean_hu=mean_hu, median_hu=None if m.median_hu is None else m.median_hu - offset_hu,
+                    bmd_mg_cm3=None if cal is None else float(cal.apply(mean_hu)))
 
 
 def _withhold_category(diagnosis: Diagnosis, contrast: ContrastFinding, requested: bool) -> Diagnosis:

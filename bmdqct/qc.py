@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._util import record_dict
+
 __all__ = ["FLAG_GLOSSARY", "QCFlag", "explain"]
 
 
@@ -34,7 +36,8 @@ class QCFlag:
         return self.code if self.level is None else f"{self.code}:{self.level}"
 
     def to_dict(self) -> dict:
-        return {"code": self.code, "level": self.level, "message": self.message}
+        """JSON-safe dictionary: ``code``, ``level``, ``message``."""
+        return record_dict(self)
 
 
 #: What each QC flag code means and what to do about it: ``code -> (meaning, action)``.
@@ -54,6 +57,10 @@ FLAG_GLOSSARY: dict[str, tuple[str, str]] = {
     "contrast_corrected": ("the published phase-specific HU offset of an enhanced scan (20 HU arterial, 14.75 HU "
                            "portal-venous; TotalSegmentator spine report) was subtracted before calibration",
                            "interpret the category with care: the offset is a population mean, not this patient's"),
+    "disc_trimmed": ("segmented bodies were fitted to the disc planes seen in the image: pieces lying across a "
+                     "disc were cut off (and joined the body between the same discs, or were dropped), and "
+                     "touching pieces between the same two discs were joined into one body",
+                     "nothing to do if the bodies in the QC picture each sit between two discs"),
     "derived_series": ("the DICOM series read is a derived image (reformat, secondary capture), the only CT "
                        "series in the folder",
                        "prefer the original axial reconstruction if it exists; reformats may be smoothed"),

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from ._util import atomic_write_text
+from ._util import atomic_write_text, deprecated_alias
 from ._version import __version__
 from .errors import InputError
 
@@ -65,7 +65,7 @@ class ReviewRow:
     bmd_mg_cm3 : mapping of str to float or None
         BMD of each level of :data:`LEVEL_COLUMNS` (None: not measured or no
         calibration).
-    bmd_l1_l2_mg_cm3, hu_l1_l2 : float or None
+    bmd_l1_l2_mg_cm3, mean_hu_l1_l2 : float or None
         Mean BMD and mean HU of the levels used for the diagnosis.
     levels_used : str
         As in ``results.csv`` (``L1+L2``).
@@ -81,6 +81,8 @@ class ReviewRow:
         that exists.
     thumbnail : str or None
         Path of the QC picture relative to the output folder.
+    hu_l1_l2 : float or None
+        Deprecated read-only alias of `mean_hu_l1_l2` (emits a :class:`DeprecationWarning`).
     """
 
     case: str
@@ -89,13 +91,15 @@ class ReviewRow:
     category: str
     bmd_mg_cm3: Mapping[str, float | None]
     bmd_l1_l2_mg_cm3: float | None
-    hu_l1_l2: float | None
+    mean_hu_l1_l2: float | None
     levels_used: str
     flags: tuple[str, ...]
     flag_messages: Mapping[str, str]
     notes: tuple[str, ...]
     files: tuple[tuple[str, str], ...]
     thumbnail: str | None
+
+    hu_l1_l2 = deprecated_alias("mean_hu_l1_l2", "hu_l1_l2")
 
 
 def review_rows(output_dir) -> tuple[ReviewRow, ...]:
@@ -172,7 +176,7 @@ def render_review(rows: Sequence[ReviewRow], *, title: str = "bmdqct cohort revi
     --------
     >>> row = ReviewRow(case="<b>x</b>", status="ok", reason="", category="normal",
     ...                 bmd_mg_cm3={"T12": None, "L1": 130.0, "L2": 126.0}, bmd_l1_l2_mg_cm3=128.0,
-    ...                 hu_l1_l2=160.0, levels_used="L1+L2", flags=("partial:T12",), flag_messages={},
+    ...                 mean_hu_l1_l2=160.0, levels_used="L1+L2", flags=("partial:T12",), flag_messages={},
     ...                 notes=(), files=(), thumbnail=None)
     >>> page = render_review([row])
     >>> "<td>&lt;b&gt;x&lt;/b&gt;</td>" in page, "<b>x</b>" in page, 'data-sort="128.0"' in page
@@ -266,6 +270,11 @@ def _manifest_notes(path: Path) -> dict[str, tuple[str, ...]]:
             for c in manifest.get("cases") or () if isinstance(c, Mapping)}
 
 
+def _mean_hu_l1_l2(result: Mapping):
+    """``mean_hu_l1_l2`` of a result.json (``hu_l1_l2`` in result formats 1 and 2)."""
+    return result["mean_hu_l1_l2"] if "mean_hu_l1_l2" in result else result.get("hu_l1_l2")
+
+
 def _number(text) -> float | None:
     if text is None or text == "":
         return None
@@ -293,7 +302,7 @@ def _row(out: Path, row: Mapping[str, str], notes: tuple[str, ...]) -> ReviewRow
         case=case, status=row.get("status") or "", reason=row.get("error") or "",
         category=row.get("category") or "",
         bmd_mg_cm3={n: _number(row.get(f"{n}_bmd_mg_cm3")) for n in LEVEL_COLUMNS},
-        bmd_l1_l2_mg_cm3=_number(row.get("bmd_l1_l2_mg_cm3")), hu_l1_l2=_number(result.get("hu_l1_l2")),
+        bmd_l1_l2_mg_cm3=_number(row.get("bmd_l1_l2_mg_cm3")), mean_hu_l1_l2=_number(_mean_hu_l1_l2(result)),
         levels_used=row.get("levels_used") or "", flags=flags, flag_messages=messages, notes=notes,
         files=files, thumbnail=f"{case}/qc.png" if (folder / "qc.png").is_file() else None)
 
@@ -337,7 +346,7 @@ def _render_row(row: ReviewRow, glossary) -> str:
     files = " ".join(f'<a href="{_href(path)}">{esc(text)}</a>' for text, path in row.files)
     cells = [f"<td>{esc(row.case)}</td>", picture,
              *(_num_cell(row.bmd_mg_cm3.get(n)) for n in LEVEL_COLUMNS),
-             _num_cell(row.bmd_l1_l2_mg_cm3), _num_cell(row.hu_l1_l2), f"<td>{esc(row.levels_used)}</td>",
+             _num_cell(row.bmd_l1_l2_mg_cm3), _num_cell(row.mean_hu_l1_l2), f"<td>{esc(row.levels_used)}</td>",
              f'<td class="cat-{esc(row.category)}">{esc(row.category)}</td>',
              f'<td class="status-{esc(row.status)}">{esc(row.status)}</td>', f'<td class="flags">{flags}</td>',
              f'<td class="reason">{reason}</td>', f'<td class="files">{files}</td>']

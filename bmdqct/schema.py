@@ -12,6 +12,14 @@ format               schema file                 change
 ``bmdqct-result/2``  ``result-2.schema.json``    each ``qc.labelling`` entry gains
                                                  ``probability`` (the level decoder's
                                                  posterior of the name, or null)
+``bmdqct-result/3``  ``result-3.schema.json``    units last: ``levels.*`` ``hu_mean``,
+                                                 ``hu_median``, ``hu_sd`` become
+                                                 ``mean_hu``, ``median_hu``, ``sd_hu``;
+                                                 ``hu_l1_l2`` becomes ``mean_hu_l1_l2``;
+                                                 ``provenance.contrast.hu_offset`` becomes
+                                                 ``offset_hu``; ``"frame": "LPS"`` is
+                                                 required on each ``levels`` and ``vois``
+                                                 entry (``center_mm`` is patient LPS mm)
 ==================== =========================== =============================================
 
 * :func:`validate_result` checks a document (or a file) against the schema of
@@ -52,9 +60,12 @@ logger = logging.getLogger(__name__)
 RESULT_FORMATS: Mapping[str, str] = {
     "bmdqct-result/1": "result-1.schema.json",
     "bmdqct-result/2": "result-2.schema.json",
+    "bmdqct-result/3": "result-3.schema.json",
 }
 #: The format :func:`read_result` returns (the one :mod:`bmdqct.measure` writes).
-CURRENT_FORMAT = "bmdqct-result/2"
+CURRENT_FORMAT = "bmdqct-result/3"
+#: Keys of a ``levels`` entry renamed in format 3 (units last): old -> new.
+_LEVEL_KEYS_3 = {"hu_mean": "mean_hu", "hu_median": "median_hu", "hu_sd": "sd_hu"}
 
 
 class ResultSchemaError(InputError):
@@ -83,7 +94,7 @@ def result_schema(format: str = CURRENT_FORMAT) -> dict:
     --------
     >>> schema = result_schema()
     >>> schema["$schema"], schema["properties"]["format"]
-    ('https://json-schema.org/draft/2020-12/schema', {'const': 'bmdqct-result/2'})
+    ('https://json-schema.org/draft/2020-12/schema', {'const': 'bmdqct-result/3'})
     >>> "probability" in result_schema("bmdqct-result/1")["$defs"]["level_info"]["properties"]
     False
     """
@@ -143,8 +154,16 @@ def read_result(path: str | os.PathLike) -> dict:
     """Read a ``result.json`` of any known format, upgraded to :data:`CURRENT_FORMAT`.
 
     The file is validated against the schema of its own format first, then
-    upgraded: format 1 gains ``"probability": null`` in each ``qc.labelling``
-    entry (a format-1 result predates the level decoder).
+    upgraded one format at a time (each step validated):
+
+    * 1 -> 2: each ``qc.labelling`` entry gains ``"probability": null`` (a
+      format-1 result predates the level decoder);
+    * 2 -> 3: the keys are renamed with the unit last (``levels.*.hu_mean`` ->
+      ``mean_hu``, ``hu_median`` -> ``median_hu``, ``hu_sd`` -> ``sd_hu``;
+      ``hu_l1_l2`` -> ``mean_hu_l1_l2``; ``provenance.contrast.hu_offset`` ->
+      ``offset_hu``), values unchanged, and each ``levels`` and ``vois`` entry
+      gains ``"frame": "LPS"`` where it lacks one (bmdqct has always written
+      patient LPS mm).
 
     Parameters
     ----------
@@ -170,7 +189,9 @@ def read_result(path: str | os.PathLike) -> dict:
     >>> _ = path.write_text(json.dumps(old))
     >>> new = read_result(path)
     >>> new["format"], new["qc"]["labelling"]["L1"]["probability"]
-    ('bmdqct-result/2', None)
+    ('bmdqct-result/3', None)
+    >>> new["levels"]["L1"]["mean_hu"], new["levels"]["L1"]["frame"], new["mean_hu_l1_l2"]
+    (150.0, 'LPS', 150.0)
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"read_result expects the path of a result.json file, got {type(path).__name__}; "
@@ -178,10 +199,12 @@ def read_result(path: str | os.PathLike) -> dict:
     data, where = _as_document(path)
     fmt = _check_format(data.get("format"), f"{where}: 'format'")
     _validate(data, fmt, where)
-    if fmt == "bmdqct-result/1":
-        data = _upgrade_1_to_2(data)
-        logger.info("%s: upgraded from bmdqct-result/1 to bmdqct-result/2", where)
-        _validate(data, CURRENT_FORMAT, f"{where} (upgraded to {CURRENT_FORMAT})")
+    while fmt != CURRENT_FORMAT:
+        new, upgrade = _UPGRADES[fmt]
+        data = upgrade(data)
+        logger.info("%s: upgraded from %s to %s", where, fmt, new)
+        _validate(data, new, f"{where} (upgraded to {new})")
+        fmt = new
     return data
 
 
@@ -195,6 +218,7 @@ def result_example(format: str = CURRENT_FORMAT) -> dict:
     ('measured', True)
     """
     fmt = _check_format(format, "format")
+    old_names = fmt in ("bmdqct-result/1", "bmdqct-result/2")
     info = {"level": "L1", "label_id": 20, "source_class": None, "slice_range": [3, 26],
             "z_range_mm": [3.0, 26.0], "height_mm": 24.0, "heights_mm": [24.0, 24.0, 24.0], "n_voxels": 18840,
             "volume_mm3": 18840.0, "centroid_mm": [14.5, 20.0, 25.0], "partial": False, "confidence": None,
@@ -205,15 +229,20 @@ def result_example(format: str = CURRENT_FORMAT) -> dict:
            "semi_axis_ap_mm": 7.4, "semi_axis_lr_mm": 10.13, "height_mm": 9.0, "covered_height_mm": 9.0,
            "slice_range": [11, 19], "middle_slice": 15, "section_area_mm2": 785.0, "longest_row_mm": 37.0,
            "scale": 1.0, "n_voxels": 2151, "volume_mm3": 2151.0, "flags": []}
-    level = {"level": "L1", "status": "measured", "hu_mean": 150.0, "hu_median": 150.0, "hu_sd": 0.0,
-             "n_voxels": 2151, "volume_mm3": 2151.0, "center_mm": [15.0, 20.0, 25.0], "semi_axis_ap_mm": 7.4,
-             "semi_axis_lr_mm": 10.13, "covered_height_mm": 9.0, "bmd_mg_cm3": None, "height_mm": 24.0,
-             "confidence": None, "reason": "", "flags": []}
+    level = {"level": "L1", "status": "measured", "mean_hu": 150.0, "median_hu": 150.0, "sd_hu": 0.0,
+             "n_voxels": 2151, "volume_mm3": 2151.0, "frame": "LPS", "center_mm": [15.0, 20.0, 25.0],
+             "semi_axis_ap_mm": 7.4, "semi_axis_lr_mm": 10.13, "covered_height_mm": 9.0, "bmd_mg_cm3": None,
+             "height_mm": 24.0, "confidence": None, "reason": "", "flags": []}
+    if old_names:   # format 1 and 2: HU statistics named unit first, no frame on the level entry
+        level = _renamed({k: v for k, v in level.items() if k != "frame"}, {v: k for k, v in _LEVEL_KEYS_3.items()})
+    else:
+        voi = {"level": "L1", "frame": "LPS", **{k: v for k, v in voi.items() if k != "level"}}
     flag = {"code": "no_calibration", "level": None, "message": "no calibration given: HU only, no BMD and no "
                                                                 "category"}
     return {
         "format": fmt, "case": "example",
-        "levels": {"L1": level}, "bmd_l1_l2_mg_cm3": None, "hu_l1_l2": 150.0, "category": None,
+        "levels": {"L1": level}, "bmd_l1_l2_mg_cm3": None, ("hu_l1_l2" if old_names else "mean_hu_l1_l2"): 150.0,
+        "category": None,
         "levels_used": ["L1"],
         "diagnosis": {"category": None, "bmd_mg_cm3": None, "levels_used": ["L1"], "flags": [],
                       "reason": "no calibration: HU only, no category; L1 only"},
@@ -302,3 +331,26 @@ def _upgrade_1_to_2(data: Mapping) -> dict:
     for entry in out["qc"]["labelling"].values():
         entry["probability"] = None
     return out
+
+
+def _upgrade_2_to_3(data: Mapping) -> dict:
+    """A format-3 copy of a format-2 document (never changes `data`): units last, frame on each entry."""
+    out = _renamed(copy.deepcopy(dict(data)), {"hu_l1_l2": "mean_hu_l1_l2"})
+    out["format"] = "bmdqct-result/3"
+    out["levels"] = {name: {**_renamed(entry, _LEVEL_KEYS_3), "frame": entry.get("frame", "LPS")}
+                     for name, entry in out["levels"].items()}
+    out["vois"] = {name: {**entry, "frame": entry.get("frame", "LPS")} for name, entry in out["vois"].items()}
+    contrast = out["provenance"].get("contrast")
+    if isinstance(contrast, Mapping):
+        out["provenance"]["contrast"] = _renamed(contrast, {"hu_offset": "offset_hu"})
+    return out
+
+
+#: format -> (next format, the function that upgrades a document to it).
+_UPGRADES = {"bmdqct-result/1": ("bmdqct-result/2", _upgrade_1_to_2),
+             "bmdqct-result/2": ("bmdqct-result/3", _upgrade_2_to_3)}
+
+
+def _renamed(entry: Mapping, names: Mapping[str, str]) -> dict:
+    """A copy of `entry` with the keys in `names` renamed (same order, values unchanged)."""
+    return {names.get(key, key): value for key, value in entry.items()}

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._util import record_dict
 from .errors import GeometryError, MeasurementError
 from .labeling import VertebraLabels
 from .labeling._geometry import _level_boxes
@@ -260,18 +261,10 @@ class VOI:
         is the same point as (fractional) voxel indices ``[i, j, k]`` on the CT
         grid, from :attr:`affine`.
         """
-        return {
-            "level": self.level, "frame": "LPS", "center_mm": list(self.center_mm),
-            "center_index": [float(v) for v in
-                             np.linalg.solve(self.affine, [*map(float, self.center_mm), 1.0])[:3]],
-            "center_vox": list(self.center_vox),
-            "semi_axis_ap_mm": self.semi_axis_ap_mm, "semi_axis_lr_mm": self.semi_axis_lr_mm,
-            "height_mm": self.height_mm, "covered_height_mm": self.covered_height_mm,
-            "slice_range": list(self.slice_range), "middle_slice": self.middle_slice,
-            "section_area_mm2": self.section_area_mm2, "longest_row_mm": self.longest_row_mm,
-            "scale": self.scale, "n_voxels": self.n_voxels, "volume_mm3": self.volume_mm3,
-            "flags": [str(f) for f in self.flags],
-        }
+        center_index = np.linalg.solve(self.affine, [*map(float, self.center_mm), 1.0])[:3]
+        return {"level": self.level, "frame": "LPS",   # the frame first, beside the level it describes
+                **record_dict(self, exclude=("level", "shape", "affine", "box", "box_mask"),
+                              center_index=center_index, flags=[str(f) for f in self.flags])}
 
     def __repr__(self) -> str:
         return (f"VOI(level={self.level!r}, semi_axes=({self.semi_axis_ap_mm:.1f}, "

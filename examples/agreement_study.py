@@ -84,7 +84,7 @@ for subject in cohort.subjects[:n]:
            "bmd_l1_l2_mg_cm3": result.bmd_l1_l2_mg_cm3, "levels_used": "+".join(result.levels_used)}
     for level in LEVELS:
         m = result.levels[level]
-        row[f"{level}_hu_mean"], row[f"{level}_bmd_mg_cm3"] = m.hu_mean, m.bmd_mg_cm3
+        row[f"{level}_mean_hu"], row[f"{level}_bmd_mg_cm3"] = m.mean_hu, m.bmd_mg_cm3
     row["flags"] = ";".join(str(f) for f in result.flags)
     rows.append(row)
 results_csv = out / "results.csv"

@@ -93,13 +93,13 @@ print(f"calibration used: {result.provenance['calibration_id']}; L1-L2 BMD {resu
       f"-> {result.category.value}")
 for level in ("T12", "L1", "L2"):
     measured = result.levels[level]
-    print(f"{level}: VOI {measured.hu_mean:6.1f} HU -> {measured.bmd_mg_cm3:6.1f} mg/cm3 K2HPO4 "
+    print(f"{level}: VOI {measured.mean_hu:6.1f} HU -> {measured.bmd_mg_cm3:6.1f} mg/cm3 K2HPO4 "
           f"(true {subject.density_mg_cm3[level]:.1f})")
 
 # %%
 # Why the date matters: the same L1 VOI read with every stored calibration.
 # The March calibration, made after the scanner's jump, would misread the
 # February patient.
-l1_hu = result.levels["L1"].hu_mean
+l1_hu = result.levels["L1"].mean_hu
 for calibration in bqc.read_store(store):
     print(f"L1 with the calibration of {calibration.acquisition_date}: {calibration.apply(l1_hu):6.1f} mg/cm3")

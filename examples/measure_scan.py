@@ -45,11 +45,11 @@ print(result.report())
 # %%
 # Every number of the report is also a field of the result ...
 for name, m in result.levels.items():
-    if m.hu_mean is None:
+    if m.mean_hu is None:
         print(f"{name}: {m.status} ({m.reason})")
     else:
         bmd = "" if m.bmd_mg_cm3 is None else f" -> {m.bmd_mg_cm3:.1f} mg/cm3"
-        print(f"{name}: {m.status}, {m.hu_mean:.1f} HU in {m.n_voxels} voxels ({m.volume_mm3:.0f} mm3){bmd}")
+        print(f"{name}: {m.status}, {m.mean_hu:.1f} HU in {m.n_voxels} voxels ({m.volume_mm3:.0f} mm3){bmd}")
 true_l1_l2 = (truth.density_mg_cm3["L1"] + truth.density_mg_cm3["L2"]) / 2
 print(f"L1-L2: measured {result.bmd_l1_l2_mg_cm3}, true density of the synthetic subject {true_l1_l2:.1f} mg/cm3")
 

@@ -113,3 +113,36 @@ def test_a_failing_remeasurement_keeps_the_finished_result(spine_cases, tmp_path
     assert (out / "spine" / "result.json").read_bytes() == before
     assert sorted(p.name for p in (out / "spine").iterdir()) == ["labels.nii.gz", "result.json", "voi.nii.gz"]
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "results.csv", "spine"]
+
+
+def test_resume_reads_an_output_folder_of_result_format_2(spine_cases, tmp_path):
+    """A results.csv with the old ``L1_hu_mean`` columns and a format-2 result.json (``hu_mean``,
+    ``hu_l1_l2``) from an earlier bmdqct: a re-run keeps their HU values under the new names."""
+    out = tmp_path / "out"
+    spine = spine_cases[0]
+    run_cases([spine], out, label_scheme="verse")
+    path = out / "spine" / "result.json"
+    result = json.loads(path.read_text())
+    old = {**result, "format": "bmdqct-result/2"}
+    old["hu_l1_l2"] = old.pop("mean_hu_l1_l2")
+    for entry in old["levels"].values():
+        entry.pop("frame")
+        for new_key, old_key in (("mean_hu", "hu_mean"), ("median_hu", "hu_median"), ("sd_hu", "hu_sd")):
+            entry[old_key] = entry.pop(new_key)
+    old["provenance"]["contrast"]["hu_offset"] = old["provenance"]["contrast"].pop("offset_hu")
+    path.write_text(json.dumps(old))
+    table = out / "results.csv"
+    header, row = table.read_text().splitlines()
+    assert "L1_mean_hu" in header.split(",")
+    gone = "gone,ok,,normal,130.00,L1+L2,,,140.00,130.00,141.00,131.00,"   # a case not in this run
+    table.write_text(header.replace("_mean_hu", "_hu_mean") + "\n" + row + "\n" + gone + "\n")
+    again = run_cases([spine], out, label_scheme="verse")
+    (record,) = again.records
+    assert record.skipped and record.mean_hu_l1_l2 == pytest.approx(150.0)
+    with pytest.warns(DeprecationWarning, match="CaseRecord.hu_l1_l2 is deprecated"):
+        assert record.hu_l1_l2 == record.mean_hu_l1_l2
+    rows = _rows(again.results_csv)
+    assert "L1_hu_mean" not in rows["spine"]
+    assert float(rows["spine"]["L1_mean_hu"]) == pytest.approx(150.0)           # from the format-2 result.json
+    assert (rows["gone"]["L1_mean_hu"], rows["gone"]["L2_mean_hu"]) == ("140.00", "141.00")   # old csv row
+    assert json.loads(again.manifest.read_text())["cases"][0]["mean_hu_l1_l2"] == pytest.approx(150.0)

@@ -157,7 +157,7 @@ def _full() -> Calibration:
                        phantom_model="mindways-model3-ct", phantom_serial="4541A", manufacturer="ACME",
                        model="CT 1", device_serial="42", station="CT1", kvp=120, kernel="B30f",
                        acquisition_date="2024-01-15", r_squared=0.9999, residuals_mg_cm3={"A": 0.1, "B": -0.1},
-                       n=2, details={"rods": [{"label": "A", "hu_mean": 10.0}], "note": "x"})
+                       n=2, details={"rods": [{"label": "A", "mean_hu": 10.0}], "note": "x"})
 
 
 def test_json_round_trip(tmp_path):
@@ -166,7 +166,7 @@ def test_json_round_trip(tmp_path):
     back = read_calibration(path)
     assert back == cal and back.id == cal.id
     assert back.source == str(path)
-    assert back.details["rods"][0]["hu_mean"] == 10.0
+    assert back.details["rods"][0]["mean_hu"] == 10.0
     data = json.loads(path.read_text())
     assert data["format"] == "bmdqct-calibration" and data["equation"] == "bmd_mg_cm3 = slope * hu + intercept"
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
@@ -294,7 +294,7 @@ def test_rod_sd_must_match_the_rods(mindways_cert):
     with pytest.raises(CalibrationError, match=r"got 2 rod SD values for 5 rods"):
         fit_phantom(ROD_HU, mindways_cert, rod_sd_hu=[1.0, 2.0])
     cal = fit_phantom(ROD_HU, mindways_cert, rod_sd_hu=[1.0, 2.0, 3.0, 4.0, 5.0])
-    assert [r["hu_sd"] for r in cal.details["rods"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [r["sd_hu"] for r in cal.details["rods"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 def test_unreadable_files_name_the_file(tmp_path):

@@ -35,10 +35,16 @@ def test_tissues_found_at_their_true_hu(scans):
     assert sorted(found) == ["air", "blood", "fat", "muscle"]
     for tissue, roi in found.items():
         # hundreds to thousands of voxels of 25 HU correlated noise: means within a few HU
-        assert roi.hu_mean == pytest.approx(tissue_hu(tissue, 120), abs=4.0), tissue
+        assert roi.mean_hu == pytest.approx(tissue_hu(tissue, 120), abs=4.0), tissue
         assert roi.in_window and roi.n_voxels >= 50
     aorta = found["blood"].center_mm
     assert aorta[0] > 0.0  # the descending aorta lies on the patient's left (+x in LPS)
+    fat = found["fat"]
+    assert fat.to_dict()["mean_hu"] == fat.mean_hu and "hu_mean" not in fat.to_dict()
+    with pytest.warns(DeprecationWarning, match="TissueROI.hu_mean is deprecated, use TissueROI.mean_hu"):
+        assert fat.hu_mean == fat.mean_hu
+    with pytest.warns(DeprecationWarning, match="TissueROI.hu_sd is deprecated, use TissueROI.sd_hu"):
+        assert fat.hu_sd == fat.sd_hu
 
 
 def test_internal_calibration_close_to_phantom(scans):
@@ -91,7 +97,7 @@ def test_tissues_found_in_any_array_orientation(scans):
     expected, found = find_reference_tissues(patient), find_reference_tissues(stored)
     assert sorted(found) == sorted(expected)
     for tissue, roi in expected.items():
-        assert found[tissue].hu_mean == pytest.approx(roi.hu_mean, rel=1e-12), tissue
+        assert found[tissue].mean_hu == pytest.approx(roi.mean_hu, rel=1e-12), tissue
         np.testing.assert_allclose(found[tissue].center_mm, roi.center_mm, atol=1e-9)
 
 

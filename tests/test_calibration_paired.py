@@ -64,11 +64,11 @@ def _tables(rng, n=30):
     reference = {"case": cases}
     for level, offset in (("T12", 10.0), ("L1", 0.0), ("L2", -5.0)):
         hu = rng.uniform(50.0, 200.0, n)
-        measured[f"{level}_hu_mean"] = hu
+        measured[f"{level}_mean_hu"] = hu
         reference[f"{level}_bmd_mg_cm3"] = 0.8 * hu + offset + rng.normal(0.0, 3.0, n)
     measured = pd.DataFrame(measured)
     measured.loc[0, "status"] = "failed"
-    measured.loc[1, "L2_hu_mean"] = np.nan
+    measured.loc[1, "L2_mean_hu"] = np.nan
     return measured, pd.DataFrame(reference)
 
 
@@ -84,7 +84,7 @@ def test_paired_table_per_level_and_pooled(rng):
 
 def test_paired_table_errors(rng, tmp_path):
     measured, reference = _tables(rng)
-    with pytest.raises(CalibrationError, match=r"column\(s\) \['L3_hu_mean', 'L3_bmd_mg_cm3'\] missing for level L3"):
+    with pytest.raises(CalibrationError, match=r"column\(s\) \['L3_mean_hu', 'L3_bmd_mg_cm3'\] missing for level L3"):
         fit_paired_table(measured, reference, levels=("L3",))
     with pytest.raises(CalibrationError, match=r"share no 'case' value"):
         fit_paired_table(measured, reference.assign(case="other"))
@@ -115,7 +115,7 @@ def test_paired_table_takes_bmd_from_the_reference_even_when_measured_has_bmd_co
     them shadow the reference columns of the same name would fit bmdqct against itself."""
     measured, reference = _tables(rng)
     expected = fit_paired_table(measured, reference)
-    with_bmd = measured.assign(**{f"{lv}_bmd_mg_cm3": 0.5 * measured[f"{lv}_hu_mean"] for lv in ("T12", "L1", "L2")})
+    with_bmd = measured.assign(**{f"{lv}_bmd_mg_cm3": 0.5 * measured[f"{lv}_mean_hu"] for lv in ("T12", "L1", "L2")})
     fits = fit_paired_table(with_bmd, reference)
     for level in ("T12", "L1", "L2", "pooled"):
         assert fits[level].slope == pytest.approx(expected[level].slope, rel=1e-12), level
@@ -126,10 +126,26 @@ def test_paired_table_takes_bmd_from_the_reference_even_when_measured_has_bmd_co
     from_files = fit_paired_table(tmp_path / "results.csv", tmp_path / "reference.csv")
     assert from_files["L1"].slope == pytest.approx(expected["L1"].slope, rel=1e-12)
     # identical column templates on both sides still pair HU with the reference values
-    same_names = fit_paired_table(measured.rename(columns=lambda c: c.replace("_hu_mean", "_value")),
+    same_names = fit_paired_table(measured.rename(columns=lambda c: c.replace("_mean_hu", "_value")),
                                   reference.rename(columns=lambda c: c.replace("_bmd_mg_cm3", "_value")),
                                   hu_column="{level}_value", reference_column="{level}_value")
     assert same_names["L2"].slope == pytest.approx(expected["L2"].slope, rel=1e-12)
+
+
+def test_paired_table_reads_the_hu_mean_columns_of_an_old_results_csv(rng, tmp_path):
+    """results.csv written before result format 3 names the HU columns L1_hu_mean; they are read as L1_mean_hu."""
+    measured, reference = _tables(rng)
+    expected = fit_paired_table(measured, reference)
+    old = measured.rename(columns=lambda c: c.replace("_mean_hu", "_hu_mean"))
+    old.to_csv(tmp_path / "results.csv", index=False)
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    for table in (old, tmp_path / "results.csv"):
+        fits = fit_paired_table(table, tmp_path / "reference.csv")
+        assert fits["L1"].slope == pytest.approx(expected["L1"].slope, rel=1e-12)
+        assert fits["pooled"].n == expected["pooled"].n
+    # a new column wins over an old one of the same level
+    both = measured.assign(L1_hu_mean=measured["L1_mean_hu"] * 2.0)
+    assert fit_paired_table(both, reference)["L1"].slope == pytest.approx(expected["L1"].slope, rel=1e-12)
 
 
 def test_paired_labels_must_name_each_pair():
@@ -142,9 +158,9 @@ def test_paired_labels_must_name_each_pair():
 def test_unreadable_csv_is_a_calibration_error(rng, tmp_path, capsys):
     measured, reference = _tables(rng)
     reference.to_csv(tmp_path / "reference.csv", index=False)
-    (tmp_path / "results.csv").write_bytes(b"case,L1_hu_mean\n\xff\xfe,\x00\n")
+    (tmp_path / "results.csv").write_bytes(b"case,L1_mean_hu\n\xff\xfe,\x00\n")
     with pytest.raises(CalibrationError, match=r"measured table .*results\.csv cannot be read as CSV"):
         fit_paired_table(tmp_path / "results.csv", tmp_path / "reference.csv")
-    (tmp_path / "results.csv").write_text('case,L1_hu_mean\n"a,1\n')       # unterminated quote
+    (tmp_path / "results.csv").write_text('case,L1_mean_hu\n"a,1\n')       # unterminated quote
     assert main(["calibrate-paired", str(tmp_path / "results.csv"), str(tmp_path / "reference.csv")]) == 1
     assert "cannot be read as CSV" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def test_phantom_scan_truth_and_metadata():
         (100.0, "2024-05-02", "synthetic", "X1", "SynthCT 64")
     # noise-free: each ROI, well inside its rod, reads the rod HU of the contracts' physics
     rods = find_rods(vol, n_rods=5)
-    measured = sorted(r.hu_mean for r in rods)
+    measured = sorted(r.mean_hu for r in rods)
     np.testing.assert_allclose(measured, sorted(truth.rod_hu.values()), atol=0.01)
     rod_hu = truth.rod_hu["C"]  # W + (b + 0.2174) K + a - 999.6
     assert rod_hu == pytest.approx(1103.57 + (B_HU + 0.2174) * 58.88 + A_HU - 999.6)
@@ -142,6 +142,36 @@ def test_phantom_plots(close_figures):
     assert len(ax.patches) == 10
 
 
+def test_phantom_plots_of_a_calibration_fitted_before_result_format_3(close_figures):
+    """A stored calibration keeps its rod tables as fitted (its id hashes them): ``hu_mean``/``hu_sd``."""
+    import dataclasses
+
+    from bmdqct.plotting import plot_phantom_fit, plot_rod_rois
+
+    vol, truth = synthesize_phantom_scan("mindways-model3-ct", 0)
+    cal = calibrate_phantom(vol, truth.certificate)
+    assert {"mean_hu", "sd_hu"} <= set(cal.details["rods"][0]) and {"mean_hu", "sd_hu"} <= set(
+        cal.details["rod_rois"][0])
+    old_names = {"mean_hu": "hu_mean", "sd_hu": "hu_sd"}
+    details = {**cal.details, **{key: [{old_names.get(k, k): v for k, v in entry.items()}
+                                       for entry in cal.details[key]] for key in ("rods", "rod_rois")}}
+    old = dataclasses.replace(cal, details=details, id="")
+    new_fit, old_fit = plot_phantom_fit(cal), plot_phantom_fit(old)
+    np.testing.assert_array_equal(old_fit.lines[0].get_ydata(), new_fit.lines[0].get_ydata())
+    labels = [a.get_text() for a in plot_rod_rois(vol, old).texts]
+    assert labels == [a.get_text() for a in plot_rod_rois(vol, cal).texts] and "±" in labels[0]
+
+
+def test_rod_statistics_have_deprecated_unit_first_aliases():
+    vol, _ = synthesize_phantom_scan("mindways-model3-ct", 0, shape=(128, 128), pixel_mm=1.6, n_slices=6)
+    rod = find_rods(vol, n_rods=5)[0]
+    assert {"mean_hu", "sd_hu"} <= set(rod.to_dict()) and "hu_mean" not in rod.to_dict()
+    with pytest.warns(DeprecationWarning, match="RodROI.hu_mean is deprecated, use RodROI.mean_hu"):
+        assert rod.hu_mean == rod.mean_hu
+    with pytest.warns(DeprecationWarning, match="RodROI.hu_sd is deprecated, use RodROI.sd_hu"):
+        assert rod.hu_sd == rod.sd_hu
+
+
 def _stored_ras(volume):
     """The same scan with its array axes stored R, A, S (as most NIfTI files): same voxels, same world."""
     from bmdqct.volume import CTVolume
@@ -166,7 +196,7 @@ def test_rod_finding_does_not_depend_on_the_array_orientation(close_figures):
     np.testing.assert_allclose(ras.index_to_world([0, 0, 0]), vol.index_to_world([0, vol.shape[1] - 1,
                                                                                   vol.shape[2] - 1]))
     expected, found = find_rods(vol, n_rods=5), find_rods(ras, n_rods=5)
-    assert [r.hu_mean for r in found] == pytest.approx([r.hu_mean for r in expected], rel=1e-12)
+    assert [r.mean_hu for r in found] == pytest.approx([r.mean_hu for r in expected], rel=1e-12)
     np.testing.assert_allclose([r.center_mm for r in found], [r.center_mm for r in expected], atol=1e-9)
     cal = calibrate_phantom(ras, truth.certificate)
     assert cal.slope == pytest.approx(calibrate_phantom(vol, truth.certificate).slope, rel=1e-12)
@@ -183,4 +213,4 @@ def test_short_stack_skips_partial_volume_end_slices():
     rods = find_rods(vol, n_rods=5)
     assert {r.slices for r in rods} == {(2, 3)}
     # noise-free and ROIs well inside the rods: the rod HU exactly (1e-2 HU for the in-plane PSF tails)
-    np.testing.assert_allclose([r.hu_mean for r in rods], list(truth.rod_hu.values()), atol=0.01)
+    np.testing.assert_allclose([r.mean_hu for r in rods], list(truth.rod_hu.values()), atol=0.01)

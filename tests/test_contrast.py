@@ -59,7 +59,7 @@ def test_plain_synthetic_scan_is_unenhanced(scan):
     """The generator's aorta is unenhanced blood (40 HU at 120 kVp, bmdqct.synthetic._physics)."""
     ct, truth, _ = scan
     finding = detect_contrast(ct)
-    assert finding.phase == "none" and not finding.contrast and finding.hu_offset is None
+    assert finding.phase == "none" and not finding.contrast and finding.offset_hu is None
     # blood 40 HU, noise 20-45 HU: the median over >= 2 slices of disc medians is within 10 HU
     assert finding.aorta_hu == pytest.approx(40.0, abs=10.0)
     assert finding.aorta_band == "unenhanced" and finding.agent is None and finding.agent_says_contrast is None
@@ -77,7 +77,7 @@ def test_painted_aorta_gives_the_phase(scan, hu_value, phase):
     # white noise of 20 HU over a ~7 mm disc of >= 60 voxels: the median is within a few HU
     assert finding.aorta_hu == pytest.approx(hu_value, abs=8.0)
     assert finding.contrast is (phase != "none")
-    assert finding.hu_offset == CONTRAST_OFFSET_HU.get(phase)
+    assert finding.offset_hu == CONTRAST_OFFSET_HU.get(phase)
     assert finding.n_slices_found >= 0.3 * finding.n_slices_searched > 0
 
 
@@ -117,7 +117,7 @@ def test_tag_alone_when_no_aorta_is_seen(agent, phase):
     assert finding.phase == phase
     assert finding.aorta_hu is None and finding.confidence == "low"
     assert finding.agent == agent and finding.contrast is (phase == "unknown_contrast")
-    assert finding.hu_offset is None
+    assert finding.offset_hu is None
 
 
 def test_tag_and_image_disagree_the_image_wins(scan):
@@ -151,7 +151,7 @@ def test_measure_withholds_the_category_of_an_enhanced_scan(scan):
     # values reported unchanged: the painted tube lies outside every VOI
     assert enhanced.bmd_l1_l2_mg_cm3 == pytest.approx(plain.bmd_l1_l2_mg_cm3, abs=1e-9)
     for name in ("T12", "L1", "L2"):
-        assert enhanced.levels[name].hu_mean == pytest.approx(plain.levels[name].hu_mean, abs=1e-9)
+        assert enhanced.levels[name].mean_hu == pytest.approx(plain.levels[name].mean_hu, abs=1e-9)
     assert "contrast-enhanced scan: non-contrast cut-offs not applied" in enhanced.diagnosis.reason
     assert "contrast_correction=True" in enhanced.diagnosis.reason
     d = json.loads(json.dumps(enhanced.to_dict(), allow_nan=False))
@@ -172,11 +172,11 @@ def test_measure_applies_the_published_offset(scan, hu_value, phase):
     offset = {"arterial": 20.0, "portal_venous": 14.75}[phase]      # TotalSegmentator spine report
     for name in ("T12", "L1", "L2"):
         a, b = raw.levels[name], corrected.levels[name]
-        assert b.hu_mean == pytest.approx(a.hu_mean - offset, abs=1e-9)
-        assert b.hu_median == pytest.approx(a.hu_median - offset, abs=1e-9)
-        assert b.hu_sd == a.hu_sd
-        assert b.bmd_mg_cm3 == pytest.approx(cal.apply(a.hu_mean - offset), abs=1e-9)
-    assert corrected.hu_l1_l2 == pytest.approx(raw.hu_l1_l2 - offset, abs=1e-9)
+        assert b.mean_hu == pytest.approx(a.mean_hu - offset, abs=1e-9)
+        assert b.median_hu == pytest.approx(a.median_hu - offset, abs=1e-9)
+        assert b.sd_hu == a.sd_hu
+        assert b.bmd_mg_cm3 == pytest.approx(cal.apply(a.mean_hu - offset), abs=1e-9)
+    assert corrected.mean_hu_l1_l2 == pytest.approx(raw.mean_hu_l1_l2 - offset, abs=1e-9)
     assert corrected.category is not None and isinstance(corrected.category, BMDCategory)
     codes = [str(f) for f in corrected.flags]
     assert f"contrast:{phase}" in codes and "contrast_corrected" in codes
@@ -193,8 +193,16 @@ def test_measure_with_tag_only_and_no_phase_keeps_the_category_withheld():
         assert res.category is None and res.bmd_l1_l2_mg_cm3 == pytest.approx(118.0)
         assert "contrast:unknown_contrast" in [str(f) for f in res.flags]
         assert "contrast_corrected" not in [str(f) for f in res.flags]
-        assert res.levels["L1"].hu_mean == pytest.approx(150.0)
+        assert res.levels["L1"].mean_hu == pytest.approx(150.0)
     assert "no published correction" in res.diagnosis.reason
     # the same scan without the tag: exactly as before, no contrast flag
     plain = measure(ct, labels=cls, calibration=cal, contrast_correction=True)
     assert plain.flags == () and plain.category is BMDCategory.OSTEOPENIA
+
+
+def test_hu_offset_is_a_deprecated_alias_of_offset_hu():
+    finding = ContrastFinding("arterial")
+    assert finding.offset_hu == 20.0 and finding.to_dict()["offset_hu"] == 20.0
+    assert "hu_offset" not in finding.to_dict()
+    with pytest.warns(DeprecationWarning, match="ContrastFinding.hu_offset is deprecated, use ContrastFinding.offset_hu"):
+        assert finding.hu_offset == 20.0

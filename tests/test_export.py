@@ -79,7 +79,7 @@ def test_result_of_the_synthetic_series_is_measured(measured):
     assert [result.levels[n].status for n in ("T12", "L1", "L2")] == ["measured"] * 3
     for level, hu in TRUE_HU.items():
         # ~2,000 voxels, SD 20 HU -> the VOI mean is within 2 HU of the truth
-        assert result.levels[level].hu_mean == pytest.approx(hu, abs=2.0)
+        assert result.levels[level].mean_hu == pytest.approx(hu, abs=2.0)
 
 
 def test_seg_is_in_the_source_study_with_the_patient_module_copied(measured):
@@ -168,9 +168,9 @@ def test_sr_round_trips_every_value(measured):
                                                       "L2": "14293000"}[level]
         values = {(x.name.value, None if x.derivation is None else x.derivation.value): (x.value, x.unit.value)
                   for x in group.get_measurements()}
-        assert values[("112031", "373098007")] == (pytest.approx(m.hu_mean, rel=1e-12), "[hnsf'U]")
-        assert values[("112031", "373099004")] == (pytest.approx(m.hu_median, rel=1e-12), "[hnsf'U]")
-        assert values[("112031", "386136009")] == (pytest.approx(m.hu_sd, rel=1e-12), "[hnsf'U]")
+        assert values[("112031", "373098007")] == (pytest.approx(m.mean_hu, rel=1e-12), "[hnsf'U]")
+        assert values[("112031", "373099004")] == (pytest.approx(m.median_hu, rel=1e-12), "[hnsf'U]")
+        assert values[("112031", "386136009")] == (pytest.approx(m.sd_hu, rel=1e-12), "[hnsf'U]")
         assert values[("BMD-TRAB", "373098007")] == (pytest.approx(m.bmd_mg_cm3, rel=1e-12), "mg/cm3")
         assert values[("118565006", None)] == (pytest.approx(m.volume_mm3, rel=1e-12), "mm3")
         assert [(q.name.value, q.value.value) for q in group.get_qualitative_evaluations()] == [
@@ -180,7 +180,7 @@ def test_sr_round_trips_every_value(measured):
     assert diagnosis.tracking_identifier == DIAGNOSIS_TRACKING_ID
     values = {x.name.value: (x.value, x.unit.value) for x in diagnosis.get_measurements()}
     assert values["BMD-L1L2"] == (pytest.approx(result.bmd_l1_l2_mg_cm3, rel=1e-12), "mg/cm3")
-    assert values["HU-L1L2"] == (pytest.approx(result.hu_l1_l2, rel=1e-12), "[hnsf'U]")
+    assert values["HU-L1L2"] == (pytest.approx(result.mean_hu_l1_l2, rel=1e-12), "[hnsf'U]")
     assert values["CAL-SLOPE"] == (0.8, "mg/cm3/[hnsf'U]") and values["CAL-INTERCEPT"] == (-2.0, "mg/cm3")
     # the truth: L1, L2 HU ~130, ~110 -> BMD 0.8 * 120 - 2 = 94 mg/cm3 -> osteopenia (80-120)
     assert result.bmd_l1_l2_mg_cm3 == pytest.approx(94.0, abs=2.0)

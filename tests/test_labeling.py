@@ -27,11 +27,12 @@ BODY_AP, BODY_LR = 15.0, 20.0      # semi-axes, mm
 
 
 def make_spine(levels=("T11", "T12", "L1", "L2"), *, spacing=(2.0, 1.0, 1.0), height_mm=24.0, disc_mm=6.0,
-               margin_mm=(10.0, 10.0), ribs=None, fov_mm=(110.0, 220.0), trabecular_hu=150.0):
+               margin_mm=(10.0, 10.0), ribs=None, fov_mm=(110.0, 220.0), trabecular_hu=150.0,
+               rib_start_mm=-6.0):
     """(CTVolume, 4-class LabelVolume, per-level truth LabelVolume); levels listed top to bottom.
 
     ``margin_mm`` = (below the lowest body, above the highest). ``ribs`` = levels with ribs
-    (default: the thoracic ones).
+    (default: the thoracic ones); each starts ``rib_start_mm`` above its body's top.
     """
     levels = sorted(levels, key=level_index)
     if ribs is None:
@@ -66,7 +67,7 @@ def make_spine(levels=("T11", "T12", "L1", "L2"), *, spacing=(2.0, 1.0, 1.0), he
             if name in ribs:
                 # rib: 8 mm thick bar from the posterolateral corner, 75 mm laterally, descending 0.3 mm/mm
                 lateral = side * xx - (BODY_LR - 6.0)
-                zc = (z1 - 6.0) - 0.3 * np.clip(lateral, 0, None)
+                zc = (z1 + rib_start_mm) - 0.3 * np.clip(lateral, 0, None)
                 bar = (lateral >= 0) & (lateral <= 75.0) & (np.abs(yy - 10.0) <= 4.0) & (np.abs(zz - zc) <= 4.0)
                 hu[np.broadcast_to(bar & ~section, shape)] = 700.0
             elif name.startswith("L"):
@@ -89,6 +90,14 @@ def _assert_named_like_truth(vl: VertebraLabels, truth: LabelVolume, names):
     assert set(vl.levels) == set(names)
     for name in names:
         assert np.array_equal(vl.mask(name), truth.mask(name)), name
+
+
+def _assert_bodies_in_named_vertebrae(vl: VertebraLabels, truth: LabelVolume, names, share=0.95):
+    """Same names as the truth, each body at least `share` inside the same-named true body."""
+    assert set(vl.levels) == set(names)
+    for name in names:
+        got = vl.mask(name)
+        assert np.sum(got & truth.mask(name)) >= share * got.sum(), name
 
 
 def test_lumbar_named_top_down_thoracic_bottom_up():
@@ -178,6 +187,53 @@ def test_narrow_bridge_between_bodies_is_split():
     assert set(vl.levels) == {"T12", "L1", "L2"}
     assert np.sum(vl.mask("L1") & l1) >= 0.97 * l1.sum()
     assert np.sum(vl.mask("L2") & l2) >= 0.97 * l2.sum()
+
+
+# --------------------------------------------------------------------------- disc planes
+
+
+def test_body_straddling_a_disc_is_cut_back_to_its_own_vertebra():
+    # the network's T1-T6 mask of T6 runs through the disc into the top 8 mm of T7
+    levels = ("T4", "T5", "T6", "T7", "T8", "T9")
+    ct, cls, truth = make_spine(levels, spacing=(1.0, 1.0, 1.0))
+    lab = np.array(cls.labels)
+    t6, t7 = truth.mask("T6"), truth.mask("T7")
+    k_t6 = np.nonzero(t6.any(axis=(1, 2)))[0][0]          # T6's lowest slice
+    k_t7 = np.nonzero(t7.any(axis=(1, 2)))[0][-1]         # T7's top slice
+    section = t6[k_t6]
+    lab[k_t7 - 7:k_t6] = np.where(section, 1, lab[k_t7 - 7:k_t6])
+    vl = label_vertebrae(ct, LabelVolume(lab, cls.affine, cls.names))
+    assert "disc_trimmed" in [f.code for f in vl.flags]
+    _assert_bodies_in_named_vertebrae(vl, truth, levels, share=0.85)   # T7 takes part of the painted disc
+    got6, got7 = vl.mask("T6"), vl.mask("T7")
+    assert np.sum(got6 & t6) >= 0.95 * got6.sum()          # T6 lies in T6
+    assert np.sum(got7 & t7) >= 0.97 * t7.sum()            # T7 has its top back
+    assert np.sum(got7 & ~t7) <= 6 * section.sum()         # and at most the 6 mm disc besides
+
+
+def test_two_stacked_pieces_of_one_body_are_joined():
+    # T12's upper half segmented T7-T12, its lower half L1-L2: one body, not two
+    levels = ("T9", "T10", "T11", "T12", "L1", "L2")
+    ct, cls, truth = make_spine(levels, spacing=(1.0, 1.0, 1.0))
+    lab = np.array(cls.labels)
+    t12 = truth.mask("T12")
+    ks = np.nonzero(t12.any(axis=(1, 2)))[0]
+    lower = ks[: ks.size // 2]
+    lab[lower] = np.where(t12[lower], 3, lab[lower])
+    vl = label_vertebrae(ct, LabelVolume(lab, cls.affine, cls.names))
+    assert "disc_trimmed" in [f.code for f in vl.flags]
+    _assert_bodies_in_named_vertebrae(vl, truth, levels)
+    assert np.sum(vl.mask("T12") & t12) >= 0.97 * t12.sum()
+
+
+def test_disc_planes_trusted_only_between_regular_neighbours():
+    from bmdqct.labeling._discs import reliable_planes
+
+    planes = reliable_planes([5, 27, 49, 60, 71, 93, 115], 1.0, 22.0)   # 60: the dark middle of a body
+    assert planes.tolist() == [27, 93]
+    assert reliable_planes([5, 27], 1.0, 22.0).size == 0                  # too few to judge
+    # dark body middles between the discs: every gap is half a pitch, nothing is trusted
+    assert reliable_planes(np.arange(0, 200, 15), 1.0, 30.0).size == 0
 
 
 def test_body_cut_by_the_scan_is_partial():
@@ -481,6 +537,20 @@ def test_synthetic_scan_named_from_the_ribs(n_rib_pairs):
     # 13 pairs: the first body without ribs is named L1 (the counting convention), flagged
     # level_corrected; the generator calls the 13th rib-bearing body L1 (a lumbar rib), which
     # the image alone cannot tell without T1 or the sacrum in view
+
+
+def test_rib_entering_at_the_disc_above_belongs_to_the_lower_body():
+    # mid-thoracic rib heads articulate with the disc above their own body, and the neck
+    # rises to the tubercle: each rib here enters 3 mm above its body (in the 6 mm disc),
+    # its upper edge inside the body above. Counted by its top it would move one level up
+    # (T12 rib-free: 11 pairs, or names one off); counted by its centre it stays its own.
+    ct, cls, truth = make_spine(("T10", "T11", "T12", "L1"), spacing=(1.0, 1.0, 1.0), rib_start_mm=10.0)
+    rc = check_rib_levels(ct, truth)
+    assert dict(rc.rib_bearing) == {"T10": True, "T11": True, "T12": True, "L1": False}
+    assert rc.lowest_rib_level == "T12" and rc.consistent is True
+    vl = label_vertebrae(ct, cls)
+    _assert_named_like_truth(vl, truth, ("T10", "T11", "T12", "L1"))
+    assert [vl.levels[n].rib_bearing for n in ("T10", "T11", "T12", "L1")] == [True, True, True, False]
 
 
 def test_short_rib_below_a_body_without_ribs_is_a_transverse_process():

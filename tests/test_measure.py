@@ -30,8 +30,8 @@ def test_measure_with_class_labels_and_calibration():
         m = res.levels[name]
         assert m.status == "measured"
         # the VOI lies in the 150 HU trabecular core: exact statistics
-        assert m.hu_mean == pytest.approx(150.0) and m.hu_median == pytest.approx(150.0)
-        assert m.hu_sd == pytest.approx(0.0, abs=1e-6)
+        assert m.mean_hu == pytest.approx(150.0) and m.median_hu == pytest.approx(150.0)
+        assert m.sd_hu == pytest.approx(0.0, abs=1e-6)
         assert m.bmd_mg_cm3 == pytest.approx(118.0)
         assert m.n_voxels > 0 and m.volume_mm3 == pytest.approx(m.n_voxels * 2.0 * 1.5 * 1.5)
         assert m.covered_height_mm == 10.0       # 5 slices of 2 mm within +-4.5 mm
@@ -48,7 +48,7 @@ def test_measure_hu_only_without_calibration():
     ct, cls, _ = spine()
     res = measure(ct, labels=cls)
     assert res.category is None and res.bmd_l1_l2_mg_cm3 is None
-    assert res.hu_l1_l2 == pytest.approx(150.0)
+    assert res.mean_hu_l1_l2 == pytest.approx(150.0)
     assert res.levels["L1"].bmd_mg_cm3 is None
     assert "no_calibration" in [str(f) for f in res.flags]
     assert "HU only" in res.diagnosis.reason
@@ -62,9 +62,12 @@ def test_result_to_dict_is_json_safe_and_complete(tmp_path):
     res = measure(ct, labels=cls, calibration=CAL, case="case-1")
     d = res.to_dict()
     text = json.dumps(d, allow_nan=False)
-    assert json.loads(text)["levels"]["L1"]["hu_mean"] == pytest.approx(150.0)
-    for key in ("hu_mean", "hu_median", "hu_sd", "n_voxels", "volume_mm3", "center_mm", "bmd_mg_cm3"):
+    assert json.loads(text)["levels"]["L1"]["mean_hu"] == pytest.approx(150.0)
+    for key in ("mean_hu", "median_hu", "sd_hu", "n_voxels", "volume_mm3", "center_mm", "bmd_mg_cm3"):
         assert key in d["levels"]["T12"]
+    # every level entry states the frame of its centre, as the VOIs do (missing levels too)
+    assert {m["frame"] for m in d["levels"].values()} == {v["frame"] for v in d["vois"].values()} == {"LPS"}
+    assert d["mean_hu_l1_l2"] == pytest.approx(150.0) and d["format"] == "bmdqct-result/3"
     assert d["bmd_l1_l2_mg_cm3"] == pytest.approx(118.0)
     assert d["category"] == "osteopenia"
     assert d["qc"]["flags"] == []
@@ -156,7 +159,7 @@ def test_sclerotic_focus_in_the_voi_excludes_the_level():
 def test_partial_level_is_not_measured():
     ct, cls, truth = make_spine(("T12", "L1", "L2"), margin_mm=(-10.0, 10.0), spacing=(2.0, 1.5, 1.5))
     res = measure(ct, labels=cls, calibration=CAL)
-    assert res.levels["L2"].status == "partial" and res.levels["L2"].hu_mean is None
+    assert res.levels["L2"].status == "partial" and res.levels["L2"].mean_hu is None
     assert res.levels_used == ("T12", "L1")
     assert "partial:L2" in [str(f) for f in res.flags]
 
@@ -401,3 +404,28 @@ def test_thoracic_only_scan_reports_t12_without_a_category_unless_asked():
     assert res.category is None and res.levels_used == ()
     asked = measure(ct, labels=labels, calibration=CAL, substitutes=DEFAULT_SUBSTITUTES)
     assert asked.levels_used == ("T12",) and asked.category is not None
+
+
+def test_old_names_are_deprecated_read_only_aliases():
+    """hu_mean, hu_median, hu_sd and hu_l1_l2 (result format 2) still read, with a DeprecationWarning."""
+    ct, cls, _ = spine()
+    res = measure(ct, labels=cls, calibration=CAL)
+    m = res.levels["L1"]
+    for old, new in (("hu_mean", "mean_hu"), ("hu_median", "median_hu"), ("hu_sd", "sd_hu")):
+        with pytest.warns(DeprecationWarning, match=f"LevelMeasurement.{old} is deprecated, use "
+                                                    f"LevelMeasurement.{new}"):
+            assert getattr(m, old) == getattr(m, new)
+        with pytest.raises(AttributeError):
+            setattr(m, old, 1.0)
+        assert old not in m.to_dict()
+    with pytest.warns(DeprecationWarning, match="Result.hu_l1_l2 is deprecated, use Result.mean_hu_l1_l2"):
+        assert res.hu_l1_l2 == res.mean_hu_l1_l2
+    assert "hu_l1_l2" not in res.to_dict()
+
+
+def test_report_text_reads_a_format_2_result():
+    from bmdqct.measure import report_text
+    from bmdqct.schema import result_example
+
+    old, new = report_text(result_example("bmdqct-result/2")), report_text(result_example())
+    assert old == new and "150.0" in new.splitlines()[2]

@@ -13,7 +13,7 @@ from bmdqct.io import write_nifti
 from bmdqct.volume import LabelVolume
 
 CONTRACT_COLUMNS = ["case", "status", "error", "category", "bmd_l1_l2_mg_cm3", "levels_used",
-                    "T12_hu_mean", "T12_bmd_mg_cm3", "L1_hu_mean", "L1_bmd_mg_cm3", "L2_hu_mean",
+                    "T12_mean_hu", "T12_bmd_mg_cm3", "L1_mean_hu", "L1_bmd_mg_cm3", "L2_mean_hu",
                     "L2_bmd_mg_cm3", "flags"]
 
 
@@ -53,7 +53,7 @@ def test_measure_writes_every_output_on_the_input_grid(case_files, tmp_path, cap
     for name in ("result.json", "labels.nii.gz", "voi.nii.gz", "qc.png"):
         assert (case / name).stat().st_size > 0, name
     result = json.loads((case / "result.json").read_text())
-    assert result["levels"]["L1"]["hu_mean"] == pytest.approx(150.0)
+    assert result["levels"]["L1"]["mean_hu"] == pytest.approx(150.0)
     assert result["levels"]["L2"]["bmd_mg_cm3"] == pytest.approx(118.0)
     assert result["bmd_l1_l2_mg_cm3"] == pytest.approx(118.0)
     assert result["category"] == "osteopenia" and result["qc"]["flags"] == []
@@ -72,7 +72,7 @@ def test_measure_writes_every_output_on_the_input_grid(case_files, tmp_path, cap
     assert columns == CONTRACT_COLUMNS
     row = rows["spine"]
     assert row["status"] == "ok" and row["category"] == "osteopenia" and row["levels_used"] == "L1+L2"
-    assert float(row["L1_hu_mean"]) == pytest.approx(150.0) and float(row["T12_bmd_mg_cm3"]) == 118.0
+    assert float(row["L1_mean_hu"]) == pytest.approx(150.0) and float(row["T12_bmd_mg_cm3"]) == 118.0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"ok": 1, "no_measurement": 0, "failed": 0, "skipped": 0}
     assert manifest["cases"][0]["calibration_id"].startswith("cal-")
@@ -207,7 +207,7 @@ def test_four_class_map_from_bmdqct_segment(tmp_path, capsys):
     assert main(["measure", str(ct_path), "-o", str(out), "--labels", str(cls_path), "--label-scheme", "classes",
                  "--no-progress", "--no-qc-picture"]) == 0
     _, rows = _rows(out)
-    assert rows["scan"]["levels_used"] == "L1+L2" and float(rows["scan"]["L2_hu_mean"]) == pytest.approx(150.0)
+    assert rows["scan"]["levels_used"] == "L1+L2" and float(rows["scan"]["L2_mean_hu"]) == pytest.approx(150.0)
 
 
 def test_calibration_store_must_be_a_folder(case_files, tmp_path, capsys):

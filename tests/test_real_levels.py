@@ -65,7 +65,7 @@ def test_shipped_model_names_l1_l2_right_on_real_abdomen(ts_scan):
         ijk = np.rint(ct.world_to_index(np.asarray(m.center_mm))).astype(int)
         under = names.get(int(ref_ids[tuple(ijk)]))
         assert under == level, f"{level} VOI centre sits on {under}"
-        assert abs(m.hu_mean - reference.levels[level].hu_mean) < 10.0
+        assert abs(m.mean_hu - reference.levels[level].mean_hu) < 10.0
         assert res.labels.levels[level].probability >= 0.9
     assert level_name(res.labels.levels["L1"].label_id) == "L1"
     assert res.levels_used == ("L1", "L2")

@@ -161,7 +161,7 @@ def test_flags_carry_the_glossary_text(tmp_path):
 def test_text_is_escaped_and_links_are_quoted():
     row = ReviewRow(case='a&b "<script>alert(1)</script>', status="failed", reason="<img src=x onerror=1>",
                     category="", bmd_mg_cm3={"T12": None, "L1": None, "L2": None}, bmd_l1_l2_mg_cm3=None,
-                    hu_l1_l2=None, levels_used="", flags=("not_a_code:L1",), flag_messages={},
+                    mean_hu_l1_l2=None, levels_used="", flags=("not_a_code:L1",), flag_messages={},
                     notes=("<b>note</b>",), files=(("error.json", 'a&b "<script>/error.json'),), thumbnail=None)
     text = render_review([row], title="<i>t</i>")
     assert "<script>alert" not in text and "<img src=x" not in text and "<b>note" not in text
@@ -173,6 +173,23 @@ def test_text_is_escaped_and_links_are_quoted():
     assert parsed["cells"][-1]["links"] == ["a%26b%20%22%3Cscript%3E/error.json"]
     assert parsed["cells"][-3]["titles"] == ["not_a_code: unknown flag code ('bmdqct flags' lists the known codes)"]
     assert html.escape("<img src=x onerror=1>") in text
+
+
+def test_review_reads_an_output_folder_of_result_format_2(tmp_path):
+    """results.csv with the old ``L1_hu_mean`` columns and a format-2 result.json (``hu_l1_l2``)."""
+    from bmdqct.schema import result_example
+
+    (tmp_path / "example").mkdir()
+    (tmp_path / "example" / "result.json").write_text(json.dumps(result_example("bmdqct-result/2")))
+    (tmp_path / "results.csv").write_text("case,status,error,category,bmd_l1_l2_mg_cm3,levels_used,T12_hu_mean,"
+                                          "T12_bmd_mg_cm3,L1_hu_mean,L1_bmd_mg_cm3,L2_hu_mean,L2_bmd_mg_cm3,flags\n"
+                                          "example,ok,,,,L1,,,150.00,,,,no_calibration\n")
+    (row,) = review_rows(tmp_path)
+    assert row.mean_hu_l1_l2 == 150.0 and row.levels_used == "L1" and row.flags == ("no_calibration",)
+    with pytest.warns(DeprecationWarning, match="ReviewRow.hu_l1_l2 is deprecated, use ReviewRow.mean_hu_l1_l2"):
+        assert row.hu_l1_l2 == 150.0
+    page = _parse(write_review(tmp_path).read_text(encoding="utf-8"))
+    assert dict(zip(_columns(page), page.rows[0]["cells"]))["L1–L2 HU"]["text"] == "150.0"
 
 
 def test_review_of_a_folder_without_results_csv_says_what_it_expected(tmp_path, capsys):

@@ -107,7 +107,7 @@ def _broken(document, edit):
 
 
 @pytest.mark.parametrize("edit, path, problem", [
-    (lambda d: d["levels"]["L1"].update(hu_mean="130"), r"\$\.levels\.L1\.hu_mean", "'130' is not of type"),
+    (lambda d: d["levels"]["L1"].update(mean_hu="130"), r"\$\.levels\.L1\.mean_hu", "'130' is not of type"),
     (lambda d: d["levels"]["T12"].update(status="unknown"), r"\$\.levels\.T12\.status",
      "'unknown' is not one of"),
     (lambda d: d.update(category="very low"), r"\$\.category", "'very low' is not one of"),
@@ -121,7 +121,10 @@ def _broken(document, edit):
      "is too short"),
     (lambda d: d["levels"].update(L7=d["levels"]["L1"]), r"\$\.levels", "'L7' does not match"),
     (lambda d: d["qc"]["flags"].append("Partial L1"), r"\$\.qc\.flags\[0\]", "does not match"),
-    (lambda d: d["levels"]["L1"].update(hu_mean=None), r"\$\.levels\.L1\.hu_mean", "None is not of type"),
+    (lambda d: d["levels"]["L1"].update(mean_hu=None), r"\$\.levels\.L1\.mean_hu", "None is not of type"),
+    (lambda d: d["levels"]["L1"].pop("frame"), r"\$\.levels\.L1", "'frame' is a required property"),
+    (lambda d: d["levels"]["L1"].update(frame="RAS"), r"\$\.levels\.L1\.frame", "'LPS' was expected"),
+    (lambda d: d["levels"]["L1"].update(hu_mean=130.0), r"\$\.levels\.L1", "'hu_mean' was unexpected"),
     (lambda d: d["levels"]["T12"].update(reason=""), r"\$\.levels\.T12\.reason", "should be non-empty"),
     (lambda d: d["calibration"].update(method="guess"), r"\$\.calibration", "'guess' is not one of"),
     (lambda d: d["qc"]["labelling"]["L1"].update(probability=1.5), r"\$\.qc\.labelling\.L1\.probability",
@@ -134,7 +137,7 @@ def test_a_broken_document_is_refused_with_its_json_path(tmp_path, document, edi
     assert err.match(problem)
     file = tmp_path / "broken.json"            # not result.json: the conftest check would fail the test
     file.write_text(json.dumps(data))
-    with pytest.raises(ResultSchemaError, match=f"result file {file}: at {path}.*bmdqct-result/2"):
+    with pytest.raises(ResultSchemaError, match=f"result file {file}: at {path}.*bmdqct-result/3"):
         validate_result(file)
 
 
@@ -152,7 +155,7 @@ def test_the_contrast_flag_carries_the_phase_and_other_flags_a_level():
     data = result_example()
     data["qc"]["flags"].append("contrast:arterial")
     data["qc"]["details"].append({"code": "contrast", "level": "arterial", "message": "enhanced"})
-    data["provenance"]["contrast"] = {"phase": "arterial", "contrast": True, "hu_offset": 20.0,
+    data["provenance"]["contrast"] = {"phase": "arterial", "contrast": True, "offset_hu": 20.0,
                                       "correction_requested": True, "correction_hu": 20.0, "aorta_hu": 260.0}
     assert validate_result(data) is data
     for edit, path in (
@@ -172,6 +175,114 @@ def test_schema_contrast_phases_are_those_of_bmdqct_contrast():
     assert defs["flag_detail"]["allOf"][0]["then"]["properties"]["level"]["enum"] == list(contrast.CONTRAST_PHASES)
 
 
+#: A format-2 result.json as bmdqct wrote it before format 3 (written by hand, kept as it was): L1 measured,
+#: T12 missing, a VOI without frame (written before VOIs stated it), contrast provenance with hu_offset.
+FORMAT_2_RESULT = {
+    "format": "bmdqct-result/2", "case": "old",
+    "levels": {
+        "T12": {"level": "T12", "status": "missing", "hu_mean": None, "hu_median": None, "hu_sd": None,
+                "n_voxels": 0, "volume_mm3": 0.0, "center_mm": None, "semi_axis_ap_mm": None,
+                "semi_axis_lr_mm": None, "covered_height_mm": None, "bmd_mg_cm3": None, "height_mm": None,
+                "confidence": None, "reason": "T12 is not in the labels", "flags": []},
+        "L1": {"level": "L1", "status": "measured", "hu_mean": 140.5, "hu_median": 141.0, "hu_sd": 12.25,
+               "n_voxels": 2000, "volume_mm3": 2000.0, "center_mm": [1.0, 2.0, 3.0], "semi_axis_ap_mm": 7.0,
+               "semi_axis_lr_mm": 10.0, "covered_height_mm": 9.0, "bmd_mg_cm3": 112.4, "height_mm": 24.0,
+               "confidence": 0.9, "reason": "", "flags": []}},
+    "bmd_l1_l2_mg_cm3": 112.4, "hu_l1_l2": 140.5, "category": "normal", "levels_used": ["L1"],
+    "diagnosis": {"category": "normal", "bmd_mg_cm3": 112.4, "levels_used": ["L1"], "flags": ["single_level"],
+                  "reason": "L1 only"},
+    "qc": {"flags": ["single_level"], "details": [{"code": "single_level", "level": None, "message": "L1 only"}],
+           "labelling": {}, "rib_check": None},
+    "vois": {"L1": {"level": "L1", "center_mm": [1.0, 2.0, 3.0], "center_vox": [3.0, 2.0, 1.0],
+                    "semi_axis_ap_mm": 7.0, "semi_axis_lr_mm": 10.0, "height_mm": 9.0, "covered_height_mm": 9.0,
+                    "slice_range": [2, 4], "middle_slice": 3, "section_area_mm2": 700.0, "longest_row_mm": 36.0,
+                    "scale": 1.0, "n_voxels": 2000, "volume_mm3": 2000.0, "flags": []}},
+    "calibration": None,
+    "provenance": {
+        "bmdqct_version": "0.1.0", "created": "2024-05-02T10:00:00+00:00", "python": "3.11.7", "versions": {},
+        "input": "old.nii.gz", "scan": {}, "grid": {"shape": [8, 40, 40], "spacing_mm": [1.0, 1.0, 1.0],
+                                                   "orientation": "SPL"},
+        "model_id": None, "labels": "LabelVolume", "calibration_id": None, "calibration_source": None,
+        "voi_protocol": {"area_fraction": 0.3, "ap_fraction_of_row": 0.2, "height_mm": 9.0, "shrink_step": 0.95,
+                         "min_scale": 0.5, "margin_mm": 0.0},
+        "thresholds_mg_cm3": [80.0, 120.0], "convention": "acr",
+        "contrast": {"phase": "none", "contrast": False, "hu_offset": None, "correction_requested": False,
+                     "correction_hu": None},
+        "timings_s": {"total_s": 0.1}},
+}
+
+
+def _write_old(tmp_path, document) -> tuple:
+    """(path, bytes) of `document` written as tmp_path/old/result.json."""
+    path = tmp_path / "old" / "result.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(document))
+    return path, path.read_bytes()
+
+
+def test_read_result_upgrades_a_format_2_file(tmp_path):
+    path, before = _write_old(tmp_path, FORMAT_2_RESULT)
+    new = read_result(path)
+    assert new["format"] == "bmdqct-result/3"
+    l1, t12 = new["levels"]["L1"], new["levels"]["T12"]
+    assert (l1["mean_hu"], l1["median_hu"], l1["sd_hu"]) == (140.5, 141.0, 12.25)
+    assert (t12["mean_hu"], t12["median_hu"], t12["sd_hu"]) == (None, None, None)
+    assert not {"hu_mean", "hu_median", "hu_sd"} & {*l1, *t12}
+    assert l1["frame"] == t12["frame"] == new["vois"]["L1"]["frame"] == "LPS"
+    assert new["mean_hu_l1_l2"] == 140.5 and "hu_l1_l2" not in new
+    assert new["provenance"]["contrast"]["offset_hu"] is None and "hu_offset" not in new["provenance"]["contrast"]
+    # nothing else changes
+    assert {k: v for k, v in new.items() if k not in ("format", "levels", "vois", "mean_hu_l1_l2", "provenance")} \
+        == {k: v for k, v in FORMAT_2_RESULT.items() if k not in ("format", "levels", "vois", "hu_l1_l2", "provenance")}
+    assert path.read_bytes() == before           # the file is not rewritten
+    assert validate_result(FORMAT_2_RESULT) is FORMAT_2_RESULT   # still a valid format-2 document
+    with pytest.raises(ResultSchemaError, match=r"at \$: 'mean_hu_l1_l2' is a required property"):
+        validate_result({**FORMAT_2_RESULT, "format": "bmdqct-result/3"})
+
+
+def test_every_old_format_has_an_upgrade(tmp_path):
+    for fmt in RESULT_FORMATS:
+        path = tmp_path / f"{fmt.replace('/', '-')}.json"
+        path.write_text(json.dumps(result_example(fmt)))
+        assert read_result(path) == result_example(), fmt
+
+
+def test_format_3_schema_is_format_2_with_the_unit_last_and_a_required_frame():
+    two, three = result_schema("bmdqct-result/2"), result_schema("bmdqct-result/3")
+    renamed = {"hu_mean": "mean_hu", "hu_median": "median_hu", "hu_sd": "sd_hu", "hu_l1_l2": "mean_hu_l1_l2",
+               "hu_offset": "offset_hu"}
+    text = json.dumps(two)
+    for old, new in renamed.items():
+        text = text.replace(f'"{old}"', f'"{new}"')
+    two = json.loads(text)
+    level, voi = three["$defs"]["level_measurement"], three["$defs"]["voi"]
+    assert "frame" in level["required"] and "frame" in voi["required"] and "center_index" not in voi["required"]
+    assert "LPS" in level["properties"]["center_mm"]["description"]
+    level["required"].remove("frame"), voi["required"].remove("frame")
+    for schema in (two, three):
+        for key in ("$id", "title", "description"):
+            schema.pop(key)
+        schema["properties"].pop("format")
+        schema["properties"]["mean_hu_l1_l2"].pop("description", None)
+        schema["$defs"]["contrast"]["properties"]["offset_hu"].pop("description", None)
+        for key in ("mean_hu", "median_hu", "sd_hu", "frame", "center_mm"):
+            schema["$defs"]["level_measurement"]["properties"][key].pop("description", None)
+    assert two == three
+
+
+def _renamed_to_format_2(document):
+    """A format-3 document under its format-2 names (no frame on the level entries)."""
+    old = copy.deepcopy(document)
+    old["format"] = "bmdqct-result/2"
+    old["hu_l1_l2"] = old.pop("mean_hu_l1_l2")
+    for entry in old["levels"].values():
+        for key in ("mean_hu", "median_hu", "sd_hu"):
+            entry["hu_" + key.split("_")[0]] = entry.pop(key)
+        entry.pop("frame")
+    old["provenance"]["contrast"]["hu_offset"] = old["provenance"]["contrast"].pop("offset_hu")
+    return old
+
+
 def _drop_format_2_frame_keys(data):
     for entry in (*data["vois"].values(), *data["levels"].values()):
         entry.pop("frame", None)
@@ -180,22 +291,20 @@ def _drop_format_2_frame_keys(data):
 
 
 def test_read_result_upgrades_format_1(tmp_path, document):
-    old = copy.deepcopy(document)
+    old = _renamed_to_format_2(document)
     old["format"] = "bmdqct-result/1"
     for entry in old["qc"]["labelling"].values():
         del entry["probability"]
     _drop_format_2_frame_keys(old)        # format 1 had no frame and no center_index
-    path = tmp_path / "old" / "result.json"
-    path.parent.mkdir()
-    path.write_text(json.dumps(old))
-    before = path.read_bytes()
+    path, before = _write_old(tmp_path, old)
     new = read_result(path)
-    assert new["format"] == "bmdqct-result/2"
+    assert new["format"] == "bmdqct-result/3"
     assert [e["probability"] for e in new["qc"]["labelling"].values()] == [None, None]
     expected = copy.deepcopy(document)
     for entry in expected["qc"]["labelling"].values():
         entry["probability"] = None
-    _drop_format_2_frame_keys(expected)   # optional in format 2: the upgrade does not invent them
+    for voi in expected["vois"].values():
+        voi.pop("center_index")           # optional: the upgrade does not invent it (the frame it restores)
     assert new == expected
     assert path.read_bytes() == before           # the file is not rewritten
     # a format-1 file that already has probability breaks the format-1 schema
@@ -206,8 +315,8 @@ def test_read_result_upgrades_format_1(tmp_path, document):
 
 
 @pytest.mark.parametrize("fmt, match", [
-    ("bmdqct-result/3", r"'format' is 'bmdqct-result/3', expected one of \['bmdqct-result/1', "
-                        r"'bmdqct-result/2'\]; a result written by a newer bmdqct\?"),
+    ("bmdqct-result/4", r"'format' is 'bmdqct-result/4', expected one of \['bmdqct-result/1', "
+                        r"'bmdqct-result/2', 'bmdqct-result/3'\]; a result written by a newer bmdqct\?"),
     ("bmdqct-calibration", r"'format' is 'bmdqct-calibration', expected one of"),
     (None, r"'format' is None, expected one of"),
 ])
@@ -237,9 +346,11 @@ def test_unreadable_files_and_wrong_types_are_refused(tmp_path, document):
         validate_result(42)
     with pytest.raises(ResultSchemaError, match="expected one of"):
         result_schema("bmdqct-result/0")
-    # an explicit format: a format-2 document is not a format-1 one
-    with pytest.raises(ResultSchemaError, match=r"at \$\.format: 'bmdqct-result/1' was expected"):
+    # an explicit format: a format-3 document is not a format-1 one
+    with pytest.raises(ResultSchemaError, match=r"at \$.*more problem.*expected the layout of bmdqct-result/1"):
         validate_result(document, format="bmdqct-result/1")
+    with pytest.raises(ResultSchemaError, match=r"at \$\.format: 'bmdqct-result/2' was expected"):
+        validate_result(FORMAT_2_RESULT | {"format": "bmdqct-result/3"}, format="bmdqct-result/2")
 
 
 def test_schema_files_ship_with_the_package():

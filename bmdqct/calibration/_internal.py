@@ -39,7 +39,7 @@ from ._core import (
     normalize_mineral,
 )
 from ._phantom import _ols
-from .._util import record_dict
+from .._util import deprecated_alias, record_dict
 from ..errors import CalibrationError, CalibrationWarning
 from ..io import HU_AIR, PADDING_THRESHOLD_HU
 from ..volume import CTVolume, to_canonical
@@ -73,25 +73,30 @@ class TissueROI:
     ----------
     tissue : str
         ``"air"``, ``"fat"``, ``"muscle"`` or ``"blood"``.
-    hu_mean, hu_sd : float
+    mean_hu, sd_hu : float
         Mean and SD (ddof=1) of the ROI voxels, HU.
     n_voxels : int
     volume_mm3 : float
     center_mm : tuple of float
         ROI centroid, LPS mm.
     window_hu : (float, float)
-        Expected range of `hu_mean`.
+        Expected range of `mean_hu`.
     in_window : bool
+    hu_mean, hu_sd : float
+        Deprecated read-only aliases of `mean_hu`, `sd_hu` (emit a :class:`DeprecationWarning`).
     """
 
     tissue: str
-    hu_mean: float
-    hu_sd: float
+    mean_hu: float
+    sd_hu: float
     n_voxels: int
     volume_mm3: float
     center_mm: tuple[float, float, float]
     window_hu: tuple[float, float]
     in_window: bool
+
+    hu_mean = deprecated_alias("mean_hu", "hu_mean")
+    hu_sd = deprecated_alias("sd_hu", "hu_sd")
 
     def to_dict(self) -> dict:
         return record_dict(self)
@@ -303,11 +308,11 @@ def find_reference_tissues(volume: CTVolume, *, tissues: Sequence[str] = TISSUES
         idx = np.argwhere(mask).mean(axis=0) + (zs[0], 0, 0)
         window = TISSUE_WINDOWS_HU[tissue]
         mean = float(values.mean())
-        out[tissue] = TissueROI(tissue=tissue, hu_mean=mean, hu_sd=float(values.std(ddof=1)),
+        out[tissue] = TissueROI(tissue=tissue, mean_hu=mean, sd_hu=float(values.std(ddof=1)),
                                 n_voxels=int(values.size), volume_mm3=float(values.size * volume.voxel_volume_mm3),
                                 center_mm=tuple(float(v) for v in volume.index_to_world(idx)),
                                 window_hu=window, in_window=bool(window[0] <= mean <= window[1]))
-        logger.info("internal calibration: %s %.1f HU (SD %.1f, %d voxels)", tissue, mean, out[tissue].hu_sd,
+        logger.info("internal calibration: %s %.1f HU (SD %.1f, %d voxels)", tissue, mean, out[tissue].sd_hu,
                     values.size)
     return out
 
@@ -424,7 +429,7 @@ def build_internal_reference(tissues: Mapping, calibration: Calibration, *, note
     collected: dict[str, list[float]] = {}
     for scan in scans:
         for tissue, value in scan.items():
-            hu = value.hu_mean if isinstance(value, TissueROI) else float(value)
+            hu = value.mean_hu if isinstance(value, TissueROI) else float(value)
             collected.setdefault(tissue, []).append(hu)
     equivalents = {t: float(calibration.apply(float(np.mean(v)))) for t, v in collected.items()}
     return InternalReference(equivalents, mineral=calibration.mineral, **calibration.scanner,
@@ -498,20 +503,20 @@ def internal_calibration(volume: CTVolume, reference: InternalReference, *, tiss
         if roi is None:
             continue
         lo, hi = windows[tissue]
-        ok = lo <= roi.hu_mean <= hi
+        ok = lo <= roi.mean_hu <= hi
         table.append({**roi.to_dict(), "window_hu": [lo, hi], "in_window": ok,
                       "equivalent_mg_cm3": reference.equivalent_mg_cm3[tissue]})
         if ok:
             used.append(tissue)
         else:
-            warnings.warn(f"internal calibration: {tissue} ROI mean {roi.hu_mean:.1f} HU is outside the "
+            warnings.warn(f"internal calibration: {tissue} ROI mean {roi.mean_hu:.1f} HU is outside the "
                           f"expected {lo:g}..{hi:g} HU; left out", CalibrationWarning, stacklevel=2)
     if len(used) < min_tissues:
         raise CalibrationError(
             f"internal calibration needs at least {min_tissues} tissues within their HU windows, got "
             f"{used or 'none'} (found {sorted(found)}; looked for {wanted}). Contrast-enhanced scan, "
             "unusual anatomy, or a reference lacking tissues?")
-    hu = np.array([found[t].hu_mean for t in used])
+    hu = np.array([found[t].mean_hu for t in used])
     density = np.array([reference.equivalent_mg_cm3[t] for t in used])
     line = _ols(density, hu)
     if line.slope <= 0:

@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 #: Default levels of a paired study (Pan et al. 2020).
 PAIRED_LEVELS = ("T12", "L1", "L2")
+#: HU column of a level in ``results.csv`` (result format 3), and its name in older files.
+_HU_COLUMN = "{level}_mean_hu"
+_LEGACY_HU_COLUMN = "{level}_hu_mean"
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ def fit_paired_calibration(hu, bmd_mg_cm3, *, level: str = "pooled", groups=None
     details = {"fit": "ols", "level": level, "slope_ci": ci[1].tolist(), "intercept_ci": ci[0].tolist(),
                "confidence": confidence, "residual_sd_mg_cm3": residual_sd, "r": r, "cov_type": cov_type,
                "slope_se": float(result.bse[1]), "intercept_se": float(result.bse[0]),
-               "hu_range": [float(x.min()), float(x.max())]}
+               "range_hu": [float(x.min()), float(x.max())]}
     cal = Calibration(slope=slope, intercept=intercept, mineral=mineral, method="paired-reference",
                       manufacturer=meta.get("manufacturer"), model=meta.get("model"),
                       device_serial=meta.get("device_serial"), station=meta.get("station"),
@@ -175,7 +178,7 @@ def fit_paired_calibration(hu, bmd_mg_cm3, *, level: str = "pooled", groups=None
 
 
 def fit_paired_table(measured, reference, *, levels: Sequence[str] = PAIRED_LEVELS, pooled: bool = True,
-                     on: str = "case", hu_column: str = "{level}_hu_mean",
+                     on: str = "case", hu_column: str = _HU_COLUMN,
                      reference_column: str = "{level}_bmd_mg_cm3", confidence: float = 0.95,
                      mineral: str = "K2HPO4", metadata: Mapping | None = None) -> dict[str, PairedFit]:
     """Paired fits per level (and pooled) from two tables joined on a case column.
@@ -184,8 +187,9 @@ def fit_paired_table(measured, reference, *, levels: Sequence[str] = PAIRED_LEVE
     ----------
     measured : pandas.DataFrame or path
         bmdqct measurements, e.g. ``results.csv`` of ``bmdqct measure`` (columns
-        ``case``, ``L1_hu_mean``, ...). Rows whose ``status`` is not ``"ok"`` are
-        dropped when that column exists.
+        ``case``, ``L1_mean_hu``, ...; the ``L1_hu_mean`` columns of a results.csv
+        written before result format 3 are read too). Rows whose ``status`` is
+        not ``"ok"`` are dropped when that column exists.
     reference : pandas.DataFrame or path
         Reference-device BMD (columns ``case``, ``L1_bmd_mg_cm3``, ...).
     levels : sequence of str, optional
@@ -210,7 +214,7 @@ def fit_paired_table(measured, reference, *, levels: Sequence[str] = PAIRED_LEVE
     Examples
     --------
     >>> import pandas as pd
-    >>> measured = pd.DataFrame({"case": ["a", "b", "c", "d"], "L1_hu_mean": [60.0, 100.0, 150.0, 200.0]})
+    >>> measured = pd.DataFrame({"case": ["a", "b", "c", "d"], "L1_mean_hu": [60.0, 100.0, 150.0, 200.0]})
     >>> reference = pd.DataFrame({"case": ["a", "b", "c", "d"], "L1_bmd_mg_cm3": [50.0, 79.0, 121.0, 160.0]})
     >>> fits = fit_paired_table(measured, reference, levels=("L1",), pooled=False)
     >>> sorted(fits), round(fits["L1"].slope, 3), fits["L1"].n
@@ -239,6 +243,10 @@ def fit_paired_table(measured, reference, *, levels: Sequence[str] = PAIRED_LEVE
     # Take the HU columns from `measured` and the BMD columns from `reference` only: results.csv
     # of `bmdqct measure` has its own L1_bmd_mg_cm3 columns, which must never stand in for the
     # reference values of the same name.
+    if hu_column == _HU_COLUMN:   # a results.csv written before result format 3 names it L1_hu_mean
+        legacy = {_LEGACY_HU_COLUMN.format(level=lv): hu_column.format(level=lv) for lv in levels}
+        measured = measured.rename(columns={old: new for old, new in legacy.items()
+                                            if old in measured.columns and new not in measured.columns})
     pairs = {level: (hu_column.format(level=level), reference_column.format(level=level)) for level in levels}
     for level, (h, b) in pairs.items():
         missing = [h] * (h not in measured.columns) + [b] * (b not in reference.columns)

@@ -400,7 +400,10 @@ def fit_phantom(rod_hu, certificate, *, rod_sd_hu=None, metadata: Mapping | None
     Returns
     -------
     Calibration
-        ``method="phantom"``, the certificate's mineral, R², per-rod residuals.
+        ``method="phantom"``, the certificate's mineral, R², per-rod residuals;
+        ``details["rods"]`` holds per rod its ``label``, ``density_mg_cm3``,
+        ``mean_hu`` (and ``water_mg_cm3``, ``sd_hu`` when known). Calibrations
+        fitted before bmdqct result format 3 name these ``hu_mean``, ``hu_sd``.
 
     Raises
     ------
@@ -445,11 +448,11 @@ def fit_phantom(rod_hu, certificate, *, rod_sd_hu=None, metadata: Mapping | None
     meta = dict(metadata or {})
     rods = []
     for index, rod in enumerate(cert.rods):
-        entry = {"label": rod.label, "density_mg_cm3": rod.density_mg_cm3, "hu_mean": float(rod_hu[index])}
+        entry = {"label": rod.label, "density_mg_cm3": rod.density_mg_cm3, "mean_hu": float(rod_hu[index])}
         if rod.water_mg_cm3 is not None:
             entry["water_mg_cm3"] = rod.water_mg_cm3
         if rod_sd_hu is not None:
-            entry["hu_sd"] = float(rod_sd_hu[index])
+            entry["sd_hu"] = float(rod_sd_hu[index])
         rods.append(entry)
     all_details = {**fit_details, "rods": rods, **dict(details or {})}
     cal = Calibration(

@@ -27,7 +27,7 @@ from ._phantom import (
     fit_phantom,
     get_phantom,
 )
-from .._util import record_dict
+from .._util import deprecated_alias, record_dict
 from ..errors import CalibrationError
 from ..volume import CTVolume, to_canonical
 
@@ -56,7 +56,7 @@ class RodROI:
         Rod radius measured at half contrast.
     roi_radius_mm : float
         Radius of the circular ROI sampled (``roi_fraction * radius_mm``).
-    hu_mean, hu_sd : float
+    mean_hu, sd_hu : float
         Mean and SD (ddof=1) of the ROI voxels over all sampled slices, HU.
     n_voxels : int
         Voxels in the ROI (all slices).
@@ -64,17 +64,22 @@ class RodROI:
         First and last axial slice index sampled (inclusive).
     contrast_hu : float
         Rod HU minus the local phantom-body background (slab average).
+    hu_mean, hu_sd : float
+        Deprecated read-only aliases of `mean_hu`, `sd_hu` (emit a :class:`DeprecationWarning`).
     """
 
     center_mm: tuple[float, float, float]
     center_vox: tuple[float, float, float]
     radius_mm: float
     roi_radius_mm: float
-    hu_mean: float
-    hu_sd: float
+    mean_hu: float
+    sd_hu: float
     n_voxels: int
     slices: tuple[int, int]
     contrast_hu: float
+
+    hu_mean = deprecated_alias("mean_hu", "hu_mean")
+    hu_sd = deprecated_alias("sd_hu", "hu_sd")
 
     def to_dict(self) -> dict:
         return record_dict(self)
@@ -246,7 +251,7 @@ def find_rods(volume: CTVolume, *, n_rods: int | None = None,
     >>> vol, truth = synthesize_phantom_scan("mindways-model3-ct", 0, 20.0, 1.3, shape=(128, 128),
     ...                                      pixel_mm=1.6, n_slices=6, noise_hu=0)
     >>> rods = find_rods(vol, n_rods=5)
-    >>> [round(r.hu_mean, 1) for r in rods], rods[0].slices
+    >>> [round(r.mean_hu, 1) for r in rods], rods[0].slices
     ([-46.0, -3.7, 213.3, 378.2, 513.9], (2, 3))
     >>> [round(v, 1) for v in truth.rod_hu.values()]
     [-46.0, -3.7, 213.3, 378.2, 513.9]
@@ -334,7 +339,7 @@ def find_rods(volume: CTVolume, *, n_rods: int | None = None,
         rods.append(RodROI(
             center_mm=tuple(float(v) for v in volume.index_to_world(center_vox)), center_vox=center_vox,
             radius_mm=float(radius_mm), roi_radius_mm=float(roi_radius_mm),
-            hu_mean=float(samples.mean()), hu_sd=float(samples.std(ddof=1)), n_voxels=int(samples.size),
+            mean_hu=float(samples.mean()), sd_hu=float(samples.std(ddof=1)), n_voxels=int(samples.size),
             slices=(int(zs[0]), int(zs[-1])), contrast_hu=float(peak)))
     rods.sort(key=lambda r: (round(r.center_vox[2], 1), r.center_vox[1]))
     return tuple(rods)
@@ -356,7 +361,7 @@ def _assign(rods: Sequence[RodROI], cert, assignment: str) -> list[RodROI]:
 
 def _rank_assign(rods: Sequence[RodROI], density: np.ndarray, water: np.ndarray | None) -> list[RodROI]:
     """HU-rank rule: k-th lowest measured HU <-> k-th lowest expected HU (re-ranked with fitted sigma)."""
-    measured = np.argsort([r.hu_mean for r in rods], kind="stable")
+    measured = np.argsort([r.mean_hu for r in rods], kind="stable")
     sigma = _NOMINAL_SIGMA_REF
     ordered: list[RodROI] = []
     for _ in range(3):
@@ -366,7 +371,7 @@ def _rank_assign(rods: Sequence[RodROI], density: np.ndarray, water: np.ndarray 
         if water is None:
             break
         try:
-            new_sigma = _fit_line(np.array([r.hu_mean for r in ordered]), density, water)[4][
+            new_sigma = _fit_line(np.array([r.mean_hu for r in ordered]), density, water)[4][
                 "sigma_ref_hu_per_mg_cm3"]
         except CalibrationError:  # a hopeless fit; fit_phantom reports it with the rod table
             break
@@ -458,7 +463,7 @@ def calibrate_phantom(scan, certificate, *, phantom=None, assignment: str = "hu-
         raise CalibrationError(_count_mismatch_message(rods, cert))
     ordered = _assign(rods, cert, assignment)
     table = [{"label": spec.label, **rod.to_dict()} for spec, rod in zip(cert.rods, ordered)]
-    cal = fit_phantom([r.hu_mean for r in ordered], cert, rod_sd_hu=[r.hu_sd for r in ordered],
+    cal = fit_phantom([r.mean_hu for r in ordered], cert, rod_sd_hu=[r.sd_hu for r in ordered],
                       metadata=meta, warn_r_squared=warn_r_squared, min_r_squared=min_r_squared,
                       warn_residual_mg_cm3=warn_residual_mg_cm3, max_residual_mg_cm3=max_residual_mg_cm3,
                       details={"assignment": assignment, "rod_rois": table,
@@ -471,7 +476,7 @@ def _count_mismatch_message(rods: Sequence[RodROI], cert) -> str:
     """Explain a wrong rod count; with too few rods, fit each subset of the certificate to name the gap."""
     from itertools import combinations
 
-    found = "; ".join(f"{r.hu_mean:.1f} HU at ({r.center_mm[0]:.0f}, {r.center_mm[1]:.0f}) mm" for r in rods)
+    found = "; ".join(f"{r.mean_hu:.1f} HU at ({r.center_mm[0]:.0f}, {r.center_mm[1]:.0f}) mm" for r in rods)
     text = (f"found {len(rods)} rods in the phantom scan but the certificate ({cert.phantom}, serial "
             f"{cert.serial}) lists {len(cert.rods)}: {found or 'none'}.")
     if 2 <= len(rods) < len(cert.rods):
@@ -485,7 +490,7 @@ def _count_mismatch_message(rods: Sequence[RodROI], cert) -> str:
                 continue
             ordered = _rank_assign(rods, density[keep], sub_water)
             try:
-                _, _, r2, residuals, _ = _fit_line(np.array([r.hu_mean for r in ordered]), density[keep],
+                _, _, r2, residuals, _ = _fit_line(np.array([r.mean_hu for r in ordered]), density[keep],
                                                    sub_water)
             except CalibrationError:
                 continue

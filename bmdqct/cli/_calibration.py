@@ -85,7 +85,7 @@ def register(commands, common) -> None:
         help="fit HU -> reference-QCT BMD from paired data (Pan et al. 2020)",
         description="OLS of reference BMD on measured trabecular HU, per level and pooled; writes the "
                     "chosen fit as a calibration.")
-    paired.add_argument("measured", metavar="MEASURED.csv", help="bmdqct measure results (case, L1_hu_mean, ...)")
+    paired.add_argument("measured", metavar="MEASURED.csv", help="bmdqct measure results (case, L1_mean_hu, ...)")
     paired.add_argument("reference", metavar="REFERENCE.csv", help="reference BMD (case, L1_bmd_mg_cm3, ...)")
     paired.add_argument("-o", "--output", metavar="CAL.json", help="write the chosen fit as a calibration")
     paired.add_argument("--level", default="pooled", help="fit to write: pooled (default), T12, L1, L2, ...")
@@ -117,7 +117,7 @@ def _run_calibrate(args) -> int:
     for rod in cal.details["rods"]:
         roi = rois[rod["label"]]
         water = f"{rod['water_mg_cm3']:8.2f}" if "water_mg_cm3" in rod else f"{'-':>8}"
-        print(f"{rod['label']:>4} {rod['density_mg_cm3']:10.2f} {water} {rod['hu_mean']:9.2f} {roi['hu_sd']:7.2f} "
+        print(f"{rod['label']:>4} {rod['density_mg_cm3']:10.2f} {water} {rod['mean_hu']:9.2f} {roi['sd_hu']:7.2f} "
               f"{roi['n_voxels']:7d} {cal.residuals_mg_cm3[rod['label']]:+9.2f}")
     print(cal.describe())
     if args.output:

@@ -40,8 +40,8 @@ def _info(volume) -> dict:
         "orientation": "".join(volume.orientation),
         "first_voxel_lps_mm": [round(float(v), 4) for v in corners[0]],
         "last_voxel_lps_mm": [round(float(v), 4) for v in corners[1]],
-        "hu_min": float(volume.hu.min()),
-        "hu_max": float(volume.hu.max()),
+        "min_hu": float(volume.hu.min()),
+        "max_hu": float(volume.hu.max()),
     }
     metadata = {}
     for key, value in volume.metadata.items():

@@ -244,6 +244,6 @@ def _one_line(record) -> str:
     if record.bmd_l1_l2_mg_cm3 is not None:
         value = f"{used} {record.bmd_l1_l2_mg_cm3:.1f} mg/cm3 {record.category}"
     else:
-        value = f"{used} {record.hu_l1_l2:.1f} HU (no calibration)"
+        value = f"{used} {record.mean_hu_l1_l2:.1f} HU (no calibration)"
     flags = f" [{', '.join(record.flags)}]" if record.flags else ""
     return f"{record.case}: ok  {value}{flags}"

@@ -41,9 +41,9 @@ def _measurements(m, algorithm, site):
             out.append(hd.sr.Measurement(name=name, value=float(value), unit=unit, derivation=derivation,
                                          algorithm_id=algorithm, finding_sites=[site]))
 
-    add(_codes.ATTENUATION, m.hu_mean, _codes.HU, _codes.MEAN)
-    add(_codes.ATTENUATION, m.hu_median, _codes.HU, _codes.MEDIAN)
-    add(_codes.ATTENUATION, m.hu_sd, _codes.HU, _codes.SD)
+    add(_codes.ATTENUATION, m.mean_hu, _codes.HU, _codes.MEAN)
+    add(_codes.ATTENUATION, m.median_hu, _codes.HU, _codes.MEDIAN)
+    add(_codes.ATTENUATION, m.sd_hu, _codes.HU, _codes.SD)
     add(_codes.BMD, m.bmd_mg_cm3, _codes.MG_CM3, _codes.MEAN)
     if m.n_voxels:
         add(_codes.VOLUME, m.volume_mm3, _codes.MM3)
@@ -134,8 +134,8 @@ def build_report(result, series: SourceSeries, segmentation, *, series_uid: str,
         measurements.append(hd.sr.Measurement(name=_codes.BMD_L1_L2, value=float(result.bmd_l1_l2_mg_cm3),
                                               unit=_codes.MG_CM3, derivation=_codes.MEAN,
                                               algorithm_id=algorithm))
-    if result.hu_l1_l2 is not None:
-        measurements.append(hd.sr.Measurement(name=_codes.HU_L1_L2, value=float(result.hu_l1_l2),
+    if result.mean_hu_l1_l2 is not None:
+        measurements.append(hd.sr.Measurement(name=_codes.HU_L1_L2, value=float(result.mean_hu_l1_l2),
                                               unit=_codes.HU, derivation=_codes.MEAN, algorithm_id=algorithm))
     cal = result.calibration
     if cal is not None:

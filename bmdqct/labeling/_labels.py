@@ -30,6 +30,7 @@ from ._chain import (
     _merge_same_body,
     _solid,
 )
+from ._discs import fit_to_discs
 from ._geometry import (
     _area_profile,
     _bbox,
@@ -163,6 +164,7 @@ def label_vertebrae(volume: CTVolume, classes: LabelVolume, *, confidence=None,
                                 f"no body of class {SEGMENTATION_CLASSES[c]} in the segmentation"))
 
     bodies = _merge_same_body([(crop, c) for c, crops in components.items() for crop in crops], volume.shape)
+    bodies = fit_to_discs(bodies, discs, spacing[0], voxel_mm3, flags)
     bodies = _guard(volume, bodies, flags, canal)
     if not bodies:
         raise LabelingError("no segmented component lies on the vertebral column with the size, density and "

@@ -33,6 +33,7 @@ _RIB_REACH_MM = 32.0      # beyond the body's lateral wall; lumbar transverse pr
 _RIB_CHECK_FIRST = "T10"
 _RIB_CHECK_LAST = "L2"
 _RIB_SEED_MM = 25.0       # rib necks lie behind the body's posterior half, up to this far behind its back
+_RIB_DISC_MM = 8.0        # a rib entering this far above its body (in the disc) is still its own
 _RIB_ENTRY_MM = 15.0      # ribs are followed from this far beyond the lateral wall (past the pedicles)
 # A short (lumbar) rib counts when it reaches this far and its head is seen beside the body:
 # on synthetic scans lumbar ribs reach 21-24 mm with 830-1060 mm3 of head bone, transverse
@@ -179,9 +180,12 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
     Bone lateral to the transverse-process zone (more than ``_RIB_ENTRY_MM``
     beyond the body's lateral wall) is grouped into connected structures; a
     structure counts for this body if its medial end (where it enters that
-    zone, beside or behind the body's posterior half; its top, as ribs descend
-    laterally) lies within the body's own slices, so a rib that descends past
-    the next vertebra is not counted there. The reach is the largest lateral
+    zone, beside or behind the body's posterior half; the centre of that entry)
+    lies within the body's own slices or in the disc above it (at most
+    ``_RIB_DISC_MM``: mid-thoracic rib heads articulate with the disc above their
+    own vertebra, and the neck rises to the tubercle, so a rib's upper edge often
+    lies in the body above), so a rib that descends past the next vertebra is not
+    counted there. The reach is the largest lateral
     extent of such a structure.
     """
 
@@ -221,7 +225,14 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
     kk = np.arange(region[2].start, region[2].start + bone.shape[2])[None, :]
     behind = (jj >= cj) & (jj <= j_back + _RIB_SEED_MM / dy)
     zz = np.arange(k0, k1 + 1)
-    in_body = (zz >= ks[0]) & (zz <= ks[-1])
+    # the head of a mid-thoracic rib articulates with the disc above its own body
+    # (demifacets on both bodies): entries in the gap up to the next body (at most
+    # _RIB_DISC_MM) count for this one, the caudal body
+    above = [lo for lo, _, _ in others if lo > ks[-1]]
+    cranial = int(ks[-1]) + int(round(_RIB_DISC_MM / float(spacing[0])))
+    if above:
+        cranial = min(cranial, min(above) - 1)
+    in_body = (zz >= ks[0]) & (zz <= cranial)
     own_centre = float(body.centroid()[0])
     # rib-head zone: beside the posterior half of the body (not behind it, where the
     # pedicles are), within 12 mm outside its lateral wall, row by row
@@ -250,8 +261,8 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
                 at_entry = entry[box] & comp
                 if not at_entry.any():
                     continue        # does not come from beside the spine (a rib shaft passing by)
-                # ribs descend as they run laterally: the top of the entry is nearest the head
-                z_entry = int(np.nonzero(at_entry)[0].max()) + box[0].start
+                # the entry's centre, not its top: the neck rises towards the body above
+                z_entry = int(round(float(np.nonzero(at_entry)[0].mean()))) + box[0].start
                 if not in_body[z_entry] or _nearer_other(z_entry + k0, own_centre, others):
                     continue        # a rib of another vertebra
                 far = np.where(comp.any(axis=0), np.broadcast_to(beyond, bone.shape[1:])[box[1:]], -np.inf)

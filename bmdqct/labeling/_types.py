@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._util import record_dict
 from ..levels import level_index
 from ..qc import QCFlag
 from ..volume import LabelVolume
@@ -44,10 +45,9 @@ class RibCheck:
     head_mm3: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"rib_bearing": dict(self.rib_bearing), "lowest_rib_level": self.lowest_rib_level,
-                "consistent": self.consistent,
-                "reach_mm": {k: [round(x, 1) for x in v] for k, v in self.reach_mm.items()},
-                "head_mm3": {k: round(v, 1) for k, v in self.head_mm3.items()}}
+        """JSON-safe dictionary; `reach_mm` and `head_mm3` rounded to 0.1."""
+        return record_dict(self, reach_mm={k: [round(x, 1) for x in v] for k, v in self.reach_mm.items()},
+                           head_mm3={k: round(v, 1) for k, v in self.head_mm3.items()})
 
 
 @dataclass(frozen=True)
@@ -115,17 +115,8 @@ class LevelInfo:
     probability: float = float("nan")
 
     def to_dict(self) -> dict:
-        return {
-            "level": self.level, "label_id": self.label_id, "source_class": self.source_class,
-            "slice_range": list(self.slice_range), "z_range_mm": list(self.z_range_mm),
-            "height_mm": self.height_mm, "heights_mm": list(self.heights_mm),
-            "n_voxels": self.n_voxels, "volume_mm3": self.volume_mm3,
-            "centroid_mm": list(self.centroid_mm), "partial": self.partial,
-            "confidence": None if np.isnan(self.confidence) else self.confidence,
-            "rib_bearing": self.rib_bearing,
-            "bbox": None if self.bbox is None else [list(b) for b in self.bbox],
-            "probability": None if np.isnan(self.probability) else self.probability,
-        }
+        """JSON-safe dictionary (NaN `confidence` and `probability` become None)."""
+        return record_dict(self)
 
 
 @dataclass(frozen=True, eq=False)

@@ -127,7 +127,7 @@ def plot_phantom_fit(calibration, *, ax=None):
         raise ValueError(f"calibration {calibration.id} is not a phantom calibration with a rod table")
     _, (ax,) = _new_axes(ax)
     density = np.array([r["density_mg_cm3"] for r in rods])
-    hu = np.array([r["hu_mean"] for r in rods])
+    hu = np.array([_rod_hu(r, "mean_hu") for r in rods])
     two_component = calibration.details.get("fit") == "two-component"
     if two_component:
         y = hu - np.array([r["water_mg_cm3"] for r in rods])
@@ -252,10 +252,19 @@ def plot_rod_rois(volume, calibration, *, ax=None, window_hu=(-200.0, 600.0)):
         _, cj, ck = roi["center_vox"]
         ax.add_patch(Circle((ck * sk, cj * sj), roi["roi_radius_mm"], fill=False, color="#ff7f0e", lw=1.5))
         ax.add_patch(Circle((ck * sk, cj * sj), roi["radius_mm"], fill=False, color="#1f77b4", lw=0.8, ls="--"))
-        ax.annotate(f"{roi['label']}\n{roi['hu_mean']:.1f}±{roi['hu_sd']:.1f}",
+        ax.annotate(f"{roi['label']}\n{_rod_hu(roi, 'mean_hu'):.1f}±{_rod_hu(roi, 'sd_hu'):.1f}",
                     (ck * sk, cj * sj - roi["radius_mm"]), color="yellow", ha="center", va="bottom",
                     fontsize="small")
     ax.set_xlabel("mm (patient right → left)")
     ax.set_ylabel("mm (anterior → posterior)")
     ax.set_title(f"rod ROIs, slices {first}–{last} averaged", fontsize="medium")
     return ax
+
+
+#: Rod statistics of calibrations fitted before bmdqct result format 3 (stored calibration files keep them).
+_OLD_ROD_KEYS = {"mean_hu": "hu_mean", "sd_hu": "hu_sd"}
+
+
+def _rod_hu(entry, key: str) -> float:
+    """A rod's ``mean_hu`` or ``sd_hu`` from a calibration's details, under its new or its old name."""
+    return entry[key] if key in entry else entry[_OLD_ROD_KEYS[key]]

@@ -240,9 +240,9 @@ def _zoom_to_spine(ax, result, zz) -> None:
 def _level_title(name, m, calibrated, uncertain=False) -> str:
     head = f"{name}?" if uncertain else name
     note = " (name uncertain)" if uncertain else ""
-    if m.hu_mean is None:
+    if m.mean_hu is None:
         return f"{head}: {m.status}{note}"
-    line = f"{head}: {m.hu_mean:.0f} HU (SD {m.hu_sd:.0f}, n={m.n_voxels})"
+    line = f"{head}: {m.mean_hu:.0f} HU (SD {m.sd_hu:.0f}, n={m.n_voxels})"
     if calibrated and m.bmd_mg_cm3 is not None:
         line += f"\nBMD {m.bmd_mg_cm3:.1f} mg/cm\u00b3"
     if m.status != "measured":
@@ -259,8 +259,8 @@ def _headline(result) -> str:
     if result.bmd_l1_l2_mg_cm3 is not None:
         category = "no category" if result.category is None else result.category.value
         line = f"{case}{used} {result.bmd_l1_l2_mg_cm3:.1f} mg/cm\u00b3, {category}"
-    elif result.hu_l1_l2 is not None:
-        line = f"{case}{used} {result.hu_l1_l2:.0f} HU, no calibration"
+    elif result.mean_hu_l1_l2 is not None:
+        line = f"{case}{used} {result.mean_hu_l1_l2:.0f} HU, no calibration"
     else:
         reason = (result.diagnosis.reason or "no measurable level").splitlines()[0] if result.diagnosis else ""
         line = f"{case}no BMD: {reason or 'no measurable level'}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
 
 from ..errors import SegmentationError
 from ..levels import SEGMENTATION_CLASSES

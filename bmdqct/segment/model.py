@@ -37,13 +37,14 @@ import functools
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from tensorflow import keras
 
+from .._util import record_dict
 from ..errors import SegmentationError
 from ..levels import SEGMENTATION_CLASSES
 
@@ -105,7 +106,8 @@ class Preset:
         return (self.patch_depth, *self.crop_shape)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-safe dictionary of the fields (tuples as lists)."""
+        return record_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Preset:

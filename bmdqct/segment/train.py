@@ -22,14 +22,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 from tensorflow import keras
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: it warns in notebooks without ipywidgets
 
+from .._util import record_dict
 from ..errors import InputError
 from ..levels import SEGMENTATION_CLASSES, segmentation_class
 from .grid import prepare, scale_hu
@@ -84,7 +85,8 @@ class TrainingConfig:
     transfer_augment: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-safe dictionary of the fields (tuples as lists)."""
+        return record_dict(self)
 
 
 # --------------------------------------------------------------------------- loss

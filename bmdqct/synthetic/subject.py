@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .._util import record_dict
 from ..levels import SEGMENTATION_CLASSES, level_id
 from ..volume import METADATA_KEYS, CTVolume, LabelVolume
 from . import _appearance, _physics
@@ -171,17 +172,9 @@ class Truth:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """JSON-serializable summary (no arrays)."""
-        opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.options.items()}
-        return {
-            "seed": self.seed, "kvp": self.kvp, "a_hu": self.a_hu,
-            "b_hu_per_mg_cm3": self.b_hu_per_mg_cm3, "noise_hu": self.noise_hu,
-            "density_mg_cm3": dict(self.density_mg_cm3), "n_rib_pairs": self.n_rib_pairs,
-            "rib_levels": list(self.rib_levels), "anomalies": dict(self.anomalies),
-            "centers_mm": {k: list(v) for k, v in self.centers_mm.items()},
-            "levels": dict(self.levels.names), "classes": dict(self.classes.names),
-            "options": opts,
-        }
+        """JSON-serializable summary (no arrays): `levels` and `classes` as their ``names``."""
+        return record_dict(self, exclude=("trabecular", "ribs"), levels=dict(self.levels.names),
+                           classes=dict(self.classes.names))
 
 
 # ---------------------------------------------------------------------------
