@@ -86,16 +86,22 @@ def test_linked_series_folder_is_followed_once(tmp_path):
 
 
 def test_dicomdir_path_reads_its_folder(tmp_path):
-    from pydicom.fileset import FileSet
+    from pydicom.dataset import Dataset, FileMetaDataset
 
-    folder = write_dicom_series(REF, tmp_path / "src", PatientID="P1", StudyDate="20200101",
-                                StudyTime="120000", StudyID="1")
-    fileset = FileSet()
-    for path in sorted(folder.iterdir()):
-        fileset.add(pydicom.dcmread(path))
-    fileset.write(tmp_path / "cd")  # DICOMDIR + PT000000/ST000000/SE000000/IM00000n
-    assert_reads_as(tmp_path / "cd", REF)
-    assert_reads_as(tmp_path / "cd" / "DICOMDIR", REF)
+    series = write_dicom_series(REF, tmp_path / "src")
+    cd = tmp_path / "cd"
+    (cd / "DICOM" / "PT0" / "ST0").mkdir(parents=True)
+    for k, path in enumerate(sorted(series.iterdir())):  # a CD layout: IM files without suffix
+        shutil.move(path, cd / "DICOM" / "PT0" / "ST0" / f"IM{k}")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    dicomdir = Dataset()
+    dicomdir.file_meta, dicomdir.FileSetID, dicomdir.DirectoryRecordSequence = meta, "CD", []
+    dicomdir.save_as(cd / "DICOMDIR", enforce_file_format=True)
+    assert_reads_as(cd, REF)
+    assert_reads_as(cd / "DICOMDIR", REF)
 
 
 def test_file_cut_inside_its_header_is_refused(tmp_path):
@@ -320,6 +326,9 @@ def test_single_slice_volume_is_refused(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(REF.hu[:1].astype(np.int16)), str(tmp_path / "s.mha"))
     with pytest.raises(InputError, match=r"s\.mha: image of shape \(1, 64, 64\): a single 2-D slice"):
         load_ct(tmp_path / "s.mha")
+    nib.save(nib.Nifti1Image(np.zeros((0, 4, 4), np.int16), RAS), tmp_path / "none.nii")
+    with pytest.raises(InputError, match=r"none\.nii: image of shape \(0, 4, 4\): no voxels"):
+        load_ct(tmp_path / "none.nii")
 
 
 def test_complex_and_rgb_nifti_are_refused(tmp_path):

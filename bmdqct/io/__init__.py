@@ -1,6 +1,7 @@
 """Read CT scans and label maps into canonical volumes; write them back aligned.
 
-:func:`load_ct` reads a DICOM series folder (searched recursively, any file names),
+:func:`load_ct` reads a DICOM series folder (searched recursively, any file names,
+linked folders followed; a DICOMDIR stands for its folder),
 a single multi-frame DICOM file, NIfTI (``.nii``, ``.nii.gz``, via nibabel) or
 MetaImage/NRRD (``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``, via SimpleITK), and returns
 a :class:`~bmdqct.volume.CTVolume` in Hounsfield units in the canonical orientation

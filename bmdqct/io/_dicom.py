@@ -79,7 +79,8 @@ _HEADER_TAGS = [
     "StationName", "ConvolutionKernel", "StudyDate", "AcquisitionDate", "PatientID",
     "PatientSex", "PatientAge", "ContrastBolusAgent", "ImageType", "GantryDetectorTilt",
     "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence", "FrameOfReferenceUID",
-    "SeriesNumber", "SeriesTime", "ContrastBolusRoute",
+    "SeriesNumber", "SeriesTime", "ContrastBolusRoute", "SamplesPerPixel",
+    "PhotometricInterpretation",
 ]
 #: ImageType values (0008,0008) of scout/localizer images, never read as the CT.
 _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW", "SCANOGRAM"}
@@ -280,10 +281,17 @@ def _series_key(ds) -> str | None:
 
 
 def _iter_files(path: Path) -> Iterable[Path]:
+    """Files under `path`; linked folders are followed, each real folder once (no loops)."""
     if path.is_file():
         yield path
         return
-    for root, dirs, files in os.walk(path):
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(path, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link to a folder already searched (or to a parent)
+            dirs.clear()
+            continue
+        seen.add(real)
         dirs.sort()
         for name in sorted(files):
             yield Path(root) / name
@@ -295,19 +303,37 @@ def _scan(path) -> tuple[Path, dict[str, list[_Header]], list[Path]]:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; expected a DICOM folder or file, "
                          "a .nii/.nii.gz, .mha/.mhd or .nrrd file")
+    if path.is_file():
+        header = _read_header(path)
+        if header is not None and _sop_class(header) == _DICOMDIR:
+            logger.info("%s: a DICOMDIR; reading the folder that holds it", path)
+            path = path.parent
     files = list(_iter_files(path))
     if not files:
         raise DicomSeriesError(f"{path}: the folder is empty (searched recursively); "
                                "expected the files of a DICOM series")
     series: dict[str, list[_Header]] = {}
     skipped: list[Path] = []
+    not_dicom: list[Path] = []
     for file in files:
         ds = _read_header(file)
         if ds is None:
             skipped.append(file)
+            not_dicom.append(file)
             continue
         sop_class = _sop_class(ds)
         uid = _series_key(ds)
+        if not uid and sop_class in (_CT_IMAGE_STORAGE, _ENHANCED_CT_IMAGE_STORAGE):
+            # pydicom reads a file cut inside its header without complaint: what is left is
+            # a CT image (by its file meta) without SeriesInstanceUID and geometry
+            raise DicomSeriesError(
+                f"{file}: truncated or corrupt DICOM file (a CT image without SeriesInstanceUID "
+                "and geometry: the header ends early?); expected a complete CT image; remove "
+                "the file or export the series again")
+        if not uid and sop_class != _DICOMDIR and len(ds) == 0:
+            skipped.append(file)  # nothing after the preamble and file meta: cut short
+            not_dicom.append(file)
+            continue
         if sop_class == _DICOMDIR or not uid:
             logger.debug("%s: DICOM file without an image series (DICOMDIR, truncated header?)",
                          file)
@@ -320,8 +346,13 @@ def _scan(path) -> tuple[Path, dict[str, list[_Header]], list[Path]]:
             f"{path}: no DICOM image series found among {len(files)} file(s) searched "
             f"recursively (e.g. {example}); expected DICOM files of a CT series, "
             "or a .nii/.nii.gz, .mha/.mhd or .nrrd file")
-    if skipped:
-        logger.debug("%s: %d file(s) are not DICOM images and were skipped", path, len(skipped))
+    if not_dicom:
+        names = ", ".join(os.path.relpath(p, path) if p != path else p.name for p in not_dicom[:5])
+        logger.warning("%s: %d file(s) skipped, not readable as DICOM (e.g. %s)", path,
+                       len(not_dicom), names)
+    if len(skipped) > len(not_dicom):
+        logger.debug("%s: %d DICOM file(s) without an image series were skipped", path,
+                     len(skipped) - len(not_dicom))
     return path, series, skipped
 
 
@@ -343,6 +374,31 @@ def _number(ds, keyword) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _numbers(value, size: int) -> np.ndarray | None:
+    """`size` finite numbers from a DICOM multi-value (or a single value); None if not that."""
+    if value is None or isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        value = [] if value is None or value == "" else [value]
+    try:
+        numbers = np.asarray([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == size and np.all(np.isfinite(numbers)) else None
+
+
+def _n_frames(ds) -> int:
+    """NumberOfFrames; 1 when absent, empty or not a positive integer (as pydicom assumes)."""
+    try:
+        return max(int(ds.get("NumberOfFrames") or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _thickness(ds) -> float | None:
+    """SliceThickness in mm; None when absent or not positive (never a guessed value)."""
+    value = _number(ds, "SliceThickness")
+    return value if value is not None and value > 0 else None
 
 
 def _plane(iop) -> str | None:
@@ -367,14 +423,14 @@ def _kind_of(ds) -> str:
 
 def _series_info(uid: str, headers: list[_Header]) -> SeriesInfo:
     ds = headers[0].ds
-    frames = sum(int(h.ds.get("NumberOfFrames") or 1) for h in headers)
+    frames = sum(_n_frames(h.ds) for h in headers)
     folder = Path(os.path.commonpath([str(h.path.parent) for h in headers]))
     rows, cols = ds.get("Rows"), ds.get("Columns")
     return SeriesInfo(
         uid=uid, n_files=len(headers), n_slices=frames, modality=_text(ds, "Modality"),
         description=_text(ds, "SeriesDescription"),
         rows=int(rows) if rows is not None else None, cols=int(cols) if cols is not None else None,
-        kvp=_number(ds, "KVP"), slice_thickness_mm=_number(ds, "SliceThickness"),
+        kvp=_number(ds, "KVP"), slice_thickness_mm=_thickness(ds),
         plane=_plane(ds.get("ImageOrientationPatient")), study_uid=_text(ds, "StudyInstanceUID"),
         folder=folder, files=tuple(h.path for h in headers), patient_id=_text(ds, "PatientID"),
         image_type=_text(ds, "ImageType"), kernel=_text(ds, "ConvolutionKernel"),
@@ -530,8 +586,10 @@ def read_dicom(path, *, series_uid: str | None = None):
             f"series {chosen.uid} is a derived image (ImageType {chosen.image_type}); "
             "HU of reformats may be smoothed")))
     headers = series[chosen.uid]
-    multi = [h for h in headers if int(h.ds.get("NumberOfFrames") or 1) > 1]
+    multi = [h for h in headers if _n_frames(h.ds) > 1]
     if multi:
+        headers = _unique_files(headers, chosen)
+        multi = [h for h in headers if _n_frames(h.ds) > 1]
         if len(headers) > 1:
             raise DicomSeriesError(
                 f"{chosen.folder}: series {chosen.uid} mixes {len(multi)} multi-frame file(s) "
@@ -549,27 +607,69 @@ def _where(info: SeriesInfo) -> str:
     return f"{info.folder} (series {info.uid})"
 
 
-def _vector(ds, keyword, size, where) -> np.ndarray:
+def _unique_files(headers: list[_Header], info: SeriesInfo) -> list[_Header]:
+    """Drop byte-identical copies of a file (same SOPInstanceUID); refuse differing ones."""
+    import filecmp
+
+    unique: dict[str, _Header] = {}
+    for h in headers:
+        key = _sop_instance(h.ds) or str(h.path)
+        if key not in unique:
+            unique[key] = h
+            continue
+        if not filecmp.cmp(h.path, unique[key].path, shallow=False):
+            raise DicomSeriesError(
+                f"{_where(info)}: {unique[key].path} and {h.path} have the same SOPInstanceUID "
+                "but different contents; expected copies of one image at most; keep one of them")
+        logger.info("%s: %s duplicates %s (same SOPInstanceUID); ignored", _where(info),
+                    h.path.name, unique[key].path.name)
+    return list(unique.values())
+
+
+def _vector(ds, keyword, size, where, *, positive: bool = False) -> np.ndarray:
     value = ds.get(keyword)
-    if value is None or len(value) != size:
+    vector = _numbers(value, size)
+    if vector is None or (positive and np.any(vector <= 0)):
+        which = "positive numbers" if positive else "numbers"
         raise DicomSeriesError(f"{where}: {keyword} is missing or malformed (got {value!r}); "
-                               f"expected {size} numbers, which bmdqct needs for the geometry")
-    return np.asarray([float(v) for v in value], dtype=np.float64)
+                               f"expected {size} {which}, which bmdqct needs for the geometry")
+    return vector
+
+
+def _position_key(ds):
+    """ImagePositionPatient rounded to 1 um (the same position written as other text)."""
+    position = _numbers(ds.get("ImagePositionPatient"), 3)
+    return str(ds.get("ImagePositionPatient")) if position is None else tuple(np.round(position, 3))
+
+
+def _check_grayscale(ds, path: Path) -> None:
+    """Refuse a colour image (SamplesPerPixel > 1): a screen capture, not HU."""
+    samples = ds.get("SamplesPerPixel")
+    if samples not in (None, "") and _numbers(samples, 1) is not None and float(samples) != 1:
+        raise DicomSeriesError(
+            f"{path}: a colour image (SamplesPerPixel {samples}, PhotometricInterpretation "
+            f"{_text(ds, 'PhotometricInterpretation')}); expected grayscale CT slices in HU "
+            "(a screen capture or dose report?); read the series of the original CT images")
 
 
 def _read_series(info: SeriesInfo, headers: list[_Header]):
     where = _where(info)
-    # De-duplicate copies of the same image (a folder copied into itself, ...).
+    # De-duplicate copies of the same image (a folder copied into itself, ...); the pixels
+    # of each copy are compared with its original's after the pixel pass.
     unique: dict[tuple, _Header] = {}
+    copies: list[tuple[_Header, _Header]] = []
     for h in headers:
-        key = (_sop_instance(h.ds) or str(h.path), str(h.ds.get("ImagePositionPatient")),
+        key = (_sop_instance(h.ds) or str(h.path), _position_key(h.ds),
                h.ds.get("Rows"), h.ds.get("Columns"))
         if key in unique:
             logger.info("%s: %s duplicates %s (same SOPInstanceUID); ignored", where, h.path.name,
                         unique[key].path.name)
+            copies.append((h, unique[key]))
             continue
         unique[key] = h
     headers = list(unique.values())
+    for h in headers:
+        _check_grayscale(h.ds, h.path)
     if len(headers) < 2:
         rows, cols = info.rows, info.cols
         raise DicomSeriesError(
@@ -578,7 +678,7 @@ def _read_series(info: SeriesInfo, headers: list[_Header]):
     iops = np.array([_vector(h.ds, "ImageOrientationPatient", 6, f"{where} {h.path.name}")
                      for h in headers])
     sizes = {(int(h.ds.get("Rows") or 0), int(h.ds.get("Columns") or 0)) for h in headers}
-    spacings = np.array([_vector(h.ds, "PixelSpacing", 2, f"{where} {h.path.name}")
+    spacings = np.array([_vector(h.ds, "PixelSpacing", 2, f"{where} {h.path.name}", positive=True)
                          for h in headers])
     if len(sizes) > 1 or not np.allclose(iops, iops[0], atol=1e-4) \
             or not np.allclose(spacings, spacings[0], rtol=1e-4):
@@ -596,6 +696,15 @@ def _read_series(info: SeriesInfo, headers: list[_Header]):
     out = np.empty((len(headers), rows, cols), dtype=np.float32)
     for slot, index in enumerate(stack.order):
         _slice_hu(headers[index], out[slot])
+    slots = {id(headers[index]): slot for slot, index in enumerate(stack.order)}
+    for copy, original in copies:
+        pixels = np.empty((rows, cols), dtype=np.float32)
+        _slice_hu(copy, pixels)
+        if not np.array_equal(pixels, out[slots[id(original)]]):
+            raise DicomSeriesError(
+                f"{where}: {original.path} and {copy.path} have the same SOPInstanceUID and "
+                "position but different pixels; expected copies of one image at most; keep the "
+                "right one")
     # Exposure and CTDIvol vary per slice with tube current modulation: report the mean.
     means = {}
     for keyword in ("Exposure", "CTDIvol", "ExposureInuAs"):
@@ -623,17 +732,20 @@ def _check_rescale(headers: list[_Header], where: str) -> list[tuple[str, str]]:
         if slope is None or slope == "":
             missing.append(h.path)
             continue
-        try:
-            value = float(slope)
-        except (TypeError, ValueError):
-            value = float("nan")
-        if not np.isfinite(value) or value <= 0:
+        value = _numbers(slope, 1)
+        if value is None or value[0] <= 0:
             raise DicomSeriesError(
                 f"{h.path}: RescaleSlope is {slope!r}; expected a positive number (HU = "
                 "slope * stored value + intercept; a slope of 0 would make every voxel "
                 "the intercept); the file is corrupt or was edited: export the series again")
-        if h.ds.get("RescaleIntercept") in (None, ""):
+        intercept = h.ds.get("RescaleIntercept")
+        if intercept in (None, ""):
             missing.append(h.path)
+        elif _numbers(intercept, 1) is None:
+            raise DicomSeriesError(
+                f"{h.path}: RescaleIntercept is {intercept!r}; expected a number (HU = slope * "
+                "stored value + intercept); the file is corrupt or was edited: export the "
+                "series again")
     if not missing:
         return []
     return [("rescale_assumed", (
@@ -653,7 +765,7 @@ def _slice_hu(header: _Header, out: np.ndarray) -> None:
     path, ds = header.path, header.ds
     rows, cols = out.shape
     try:
-        pixels = pixel_array(os.fspath(path))
+        pixels = pixel_array(_pixel_source(path, ds))
     except (NotImplementedError, RuntimeError) as err:
         # pydicom has no decoder for this compressed transfer syntax: let GDCM decode it.
         logger.debug("%s: pydicom cannot decode (%s); using SimpleITK/GDCM", path, err)
@@ -677,6 +789,34 @@ def _slice_hu(header: _Header, out: np.ndarray) -> None:
         out *= np.float32(slope)
     if intercept != 0.0:
         out += np.float32(intercept)
+
+
+def _pixel_source(path: Path, ds):
+    """What ``pydicom.pixels.pixel_array`` decodes: the file, or its full dataset.
+
+    ``pixel_array(path)`` neither inflates a deflated file nor reads a raw dataset (no
+    preamble, no file meta, hence no TransferSyntaxUID); for those the file is read in
+    full and the transfer syntax it was read with is set.
+    """
+    import pydicom
+    from pydicom.uid import (
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+    )
+
+    meta = getattr(ds, "file_meta", None)
+    syntax = None if meta is None else meta.get("TransferSyntaxUID")
+    if syntax and syntax != DeflatedExplicitVRLittleEndian:
+        return os.fspath(path)
+    full = pydicom.dcmread(path, force=True)
+    if not syntax:
+        implicit, little = full.original_encoding
+        full.file_meta = pydicom.dataset.FileMetaDataset()
+        full.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                            ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    return full
 
 
 #: pip packages that give pydicom a decoder, by transfer syntax UID (pydicom's own
@@ -764,40 +904,55 @@ def _read_multiframe(path: Path):
         raise DicomSeriesError(f"{path}: truncated or corrupt DICOM file ({err})") from err
     if str(ds.get("Modality")) != "CT":
         raise DicomSeriesError(f"{path}: modality {ds.get('Modality')}, expected CT")
-    n = int(ds.NumberOfFrames)
+    n = _n_frames(ds)
+    _check_grayscale(ds, path)
     if "PerFrameFunctionalGroupsSequence" not in ds:
         raise DicomSeriesError(
             f"{path}: multi-frame file without per-frame positions "
             "(PerFrameFunctionalGroupsSequence); expected an enhanced CT image; "
             "convert it to one file per slice or to NIfTI")
-    positions = np.array([[float(v) for v in _functional(
-        ds, "PlanePositionSequence", "ImagePositionPatient", i) or [np.nan] * 3]
-        for i in range(n)])
+    if len(ds.PerFrameFunctionalGroupsSequence) != n:
+        raise DicomSeriesError(
+            f"{path}: NumberOfFrames is {n} but PerFrameFunctionalGroupsSequence has "
+            f"{len(ds.PerFrameFunctionalGroupsSequence)} item(s); expected one item per frame; "
+            "the file is corrupt or was edited: export it again")
+    positions = [_numbers(_functional(ds, "PlanePositionSequence", "ImagePositionPatient", i), 3)
+                 for i in range(n)]
     iop = _functional(ds, "PlaneOrientationSequence", "ImageOrientationPatient", 0)
     if iop is None:
         iop = ds.get("ImageOrientationPatient")
     spacing = _functional(ds, "PixelMeasuresSequence", "PixelSpacing", 0)
     if spacing is None:
         spacing = ds.get("PixelSpacing")
-    if iop is None or spacing is None or not np.all(np.isfinite(positions)):
+    iop, spacing = _numbers(iop, 6), _numbers(spacing, 2)
+    if iop is None or spacing is None or np.any(spacing <= 0) or any(p is None for p in positions):
         raise DicomSeriesError(f"{path}: multi-frame file lacks ImagePositionPatient, "
-                               "ImageOrientationPatient or PixelSpacing; cannot place the frames")
+                               "ImageOrientationPatient or PixelSpacing (or holds malformed "
+                               "values); cannot place the frames")
+    positions = np.array(positions)
     try:
         frames = ds.pixel_array
     except Exception as err:
         raise DicomSeriesError(f"{path}: truncated or corrupt pixel data ({err})") from err
-    stack = _stack_geometry(positions, np.asarray(iop, float), np.asarray(spacing, float), where)
+    stack = _stack_geometry(positions, iop, spacing, where)
     out = np.empty(frames.shape, dtype=np.float32)
     for slot, index in enumerate(stack.order):
         # the functional group wins whenever present, also with a value of 0 (no `or` chain)
-        slope = _first_value(_functional(ds, "PixelValueTransformationSequence", "RescaleSlope", index),
-                             ds.get("RescaleSlope"), 1.0)
-        if not np.isfinite(slope) or slope <= 0:
+        try:
+            slope = _first_value(_functional(ds, "PixelValueTransformationSequence", "RescaleSlope",
+                                             index), ds.get("RescaleSlope"), 1.0)
+            intercept = _first_value(_functional(ds, "PixelValueTransformationSequence",
+                                                 "RescaleIntercept", index),
+                                     ds.get("RescaleIntercept"), 0.0)
+        except (TypeError, ValueError) as err:
             raise DicomSeriesError(
-                f"{path}: RescaleSlope of frame {index + 1} is {slope:g}; expected a positive "
-                "number (HU = slope * stored value + intercept); export the series again")
-        intercept = _first_value(_functional(ds, "PixelValueTransformationSequence", "RescaleIntercept",
-                                             index), ds.get("RescaleIntercept"), 0.0)
+                f"{path}: RescaleSlope or RescaleIntercept of frame {index + 1} is not a number "
+                f"({err}); export the series again") from err
+        if not np.isfinite(slope) or slope <= 0 or not np.isfinite(intercept):
+            raise DicomSeriesError(
+                f"{path}: RescaleSlope of frame {index + 1} is {slope:g} (intercept "
+                f"{intercept:g}); expected a positive slope and a finite intercept (HU = slope * "
+                "stored value + intercept); export the series again")
         out[slot] = frames[index].astype(np.float32) * np.float32(slope) + np.float32(intercept)
     # Metadata of enhanced images sits in functional groups; copy it to the top level.
     for sequence, keyword in (("CTAcquisitionDetailsSequence", "KVP"),
@@ -831,6 +986,10 @@ def _stack_geometry(positions, iop, pixel_spacing, where) -> _Stack:
     """Sort slices along the normal and check spacing, gaps and tilt."""
     row_dir = np.asarray(iop[:3], float)
     col_dir = np.asarray(iop[3:], float)
+    if min(np.linalg.norm(row_dir), np.linalg.norm(col_dir)) < 1e-6:
+        raise DicomSeriesError(
+            f"{where}: ImageOrientationPatient {[float(v) for v in iop]} holds a zero direction; "
+            "expected two perpendicular unit vectors (row and column directions)")
     row_dir /= np.linalg.norm(row_dir)
     col_dir /= np.linalg.norm(col_dir)
     # Scanners round the direction cosines (often to 6 decimals); remove that rounding so
@@ -1040,7 +1199,7 @@ def dicom_metadata(ds, means: Mapping[str, float] | None = None) -> dict[str, An
         "device_serial": _text(ds, "DeviceSerialNumber"),
         "station": _text(ds, "StationName"),
         "kernel": _text(ds, "ConvolutionKernel"),
-        "slice_thickness_mm": _number(ds, "SliceThickness"),
+        "slice_thickness_mm": _thickness(ds),
         "study_date": _iso_date(ds.get("StudyDate")),
         "acquisition_date": _iso_date(ds.get("AcquisitionDate")),
         "patient_id": _text(ds, "PatientID"),

@@ -52,9 +52,13 @@ def _format_name(path: Path, kind: str) -> str:
 
 
 def _check_path(path) -> Path:
+    if isinstance(path, str) and not path.strip():
+        raise InputError(f"empty path {path!r}; expected {_FORMATS}")
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; expected {_FORMATS}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes); expected {_FORMATS}")
     return path
 
 
@@ -82,12 +86,16 @@ def load_ct(path, *, series_uid: str | None = None) -> CTVolume:
     Raises
     ------
     InputError
-        If `path` does not exist or is not a supported format.
+        If `path` does not exist, is empty or is not a supported format, or its voxels
+        cannot be HU: a single 2-D slice, 8-bit integers (a label map or mask?),
+        NaN or infinite values, complex or colour voxels.
     DicomSeriesError
         For an empty folder, no DICOM files, a truncated file, no CT series, a single
-        2-D slice, a mixed series, or slice gaps / tilt beyond the documented rules.
+        2-D slice, a mixed series, a colour image, malformed geometry tags, or slice
+        gaps / tilt beyond the documented rules.
     GeometryError
-        For a strongly oblique or sheared image, or a NIfTI without orientation.
+        For a strongly oblique or sheared image, or a NIfTI without orientation or with
+        a singular affine.
 
     Examples
     --------
@@ -197,21 +205,67 @@ def _squeeze3d(array: np.ndarray, path: Path) -> np.ndarray:
     if array.ndim != 3:
         raise InputError(f"{path}: image of shape {array.shape}; expected a 3-D volume "
                          "(a single 2-D slice or a 4-D/multi-component image cannot be measured)")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: voxels of type {array.dtype} (complex or colour); expected one "
+                         "real number per voxel")
     return array
+
+
+def _check_ct_array(array: np.ndarray, path: Path) -> None:
+    """Refuse what a file may hold but a CT in HU cannot: one slice, 8-bit values, NaN.
+
+    An 8-bit integer image (without scaling, which nibabel has applied by now) cannot
+    hold air at -1000 HU nor HU + 1024: a label map, a mask or a windowed 8-bit export.
+    """
+    if min(array.shape) < 2:
+        what = "no voxels" if min(array.shape) == 0 else "a single 2-D slice"
+        raise InputError(f"{path}: image of shape {array.shape}: {what}; expected a 3-D volume "
+                         "of at least 2 slices")
+    if array.dtype.kind == "b" or (array.dtype.kind in "iu" and array.dtype.itemsize == 1):
+        raise InputError(
+            f"{path}: {array.dtype} values ({array.min()}..{array.max()}) cannot be Hounsfield "
+            "units (air is -1000 HU): a label map, a mask or an 8-bit (windowed) export?; "
+            "expected a CT in HU (16-bit integers or floats)")
+    if array.dtype.kind == "f" and not np.isfinite(np.sum(array, dtype=np.float64)):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))  # the sum is NaN or inf
+        if bad:
+            raise InputError(
+                f"{path}: {bad} voxel(s) ({bad / array.size:.2%}) are NaN or infinite; expected "
+                "finite Hounsfield units; fill them (e.g. with -1000 HU, air, outside the "
+                "scanned field) and read the file again")
 
 
 def _read_nifti(path: Path):
     """Float32 array (file index order, writable copy) and LPS affine of a NIfTI file."""
     array, affine = _read_nifti_raw(path)
+    _check_ct_array(array, path)
     return array.astype(np.float32), affine, False
+
+
+def _load_nifti(path: Path):
+    """nibabel image of `path`, also when its name lies about gzip compression."""
+    import gzip
+
+    import nibabel as nib
+
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    if gzipped == path.name.lower().endswith(".gz"):
+        return nib.load(path)
+    logger.warning("%s: the file is %sgzip-compressed, unlike its name says; read as such", path,
+                   "" if gzipped else "not ")
+    with (gzip.open if gzipped else open)(path, "rb") as fh:
+        data = fh.read()
+    sizes = {int.from_bytes(data[:4], order) for order in ("little", "big")}
+    if not sizes & {348, 540}:
+        raise ValueError("no NIfTI header: sizeof_hdr is neither 348 nor 540")
+    return (nib.Nifti2Image if 540 in sizes else nib.Nifti1Image).from_bytes(data)
 
 
 def _read_nifti_raw(path: Path):
     """Array in the file's dtype and LPS affine of a NIfTI file (nibabel)."""
-    import nibabel as nib
-
     try:
-        image = nib.load(path)
+        image = _load_nifti(path)
         array = np.asanyarray(image.dataobj)
     except Exception as err:
         raise InputError(f"{path}: cannot read this NIfTI file ({err}); "
@@ -220,13 +274,50 @@ def _read_nifti_raw(path: Path):
         raise GeometryError(f"{path}: NIfTI without orientation (sform_code and qform_code "
                             "are 0); expected a scanner-aligned affine; rewrite the file "
                             "with its true orientation (e.g. dcm2niix)")
-    return _squeeze3d(array, path), _LPS_TO_RAS @ image.affine
+    affine = image.affine
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise GeometryError(f"{path}: the NIfTI affine (sform/qform) is not finite or not "
+                            f"invertible ({np.round(affine[:3], 4).tolist()}); expected voxel axes "
+                            "of non-zero size; rewrite the file with its true orientation")
+    return _squeeze3d(array, path), _LPS_TO_RAS @ affine
 
 
 def _read_itk(path: Path):
     """Float32 array (z, y, x) and LPS affine of a MetaImage/NRRD file (SimpleITK)."""
     array, affine = _read_itk_raw(path)
+    _check_ct_array(array, path)
     return array.astype(np.float32, copy=False), affine, True
+
+
+def _itk_reason(err: RuntimeError) -> str:
+    """The informative end of a SimpleITK error: its last line, with the line before a "Reason"."""
+    import re
+
+    lines = [re.sub(r"^(ITK ERROR|itk::ERROR): \w+\(0x[0-9a-fA-F]+\): ", "", line.strip())
+             for line in str(err.args[0] if err.args else err).splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Exception thrown in")
+             and line != "Reason: Success"] or [str(err)]
+    if lines[-1].startswith("Reason:") and len(lines) > 1:
+        return f"{lines[-2]} {lines[-1]}"
+    return lines[-1]
+
+
+def _check_data_file(path: Path) -> None:
+    """Refuse a MetaImage header whose ElementDataFile is missing (ITK would only say "cannot read")."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(4096).decode("latin-1")
+    except OSError:
+        return  # SimpleITK reports it
+    for line in header.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "ElementDataFile":
+            name = value.strip()
+            if name.upper() not in ("LOCAL", "LIST") and "%" not in name \
+                    and not (path.parent / name).is_file():
+                raise InputError(f"{path}: its data file {name} (ElementDataFile) is missing; "
+                                 "expected it beside the header; copy the .raw/.zraw file too")
+            return
 
 
 def _read_itk_raw(path: Path):
@@ -236,16 +327,27 @@ def _read_itk_raw(path: Path):
     # The ImageIO is named, not guessed from the suffix: ITK's guess is case-sensitive
     # and refuses "CT.MHA" or "CT.MHD".
     io_name = "NrrdImageIO" if path.name.lower().endswith((".nrrd", ".nhdr")) else "MetaImageIO"
+    if io_name == "MetaImageIO":
+        _check_data_file(path)
     try:
         image = sitk.ReadImage(str(path), imageIO=io_name)
     except RuntimeError as err:
-        raise InputError(f"{path}: cannot read this image ({err.args[0].splitlines()[-1]}); "
+        raise InputError(f"{path}: cannot read this image ({_itk_reason(err)}); "
                          "expected a valid .mha/.mhd/.nrrd") from err
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        direction = np.asarray(image.GetDirection()).reshape(4, 4)
+        if np.allclose(direction[3, :3], 0) and np.allclose(direction[:3, 3], 0):
+            image = image[:, :, :, 0]  # a single volume: drop the 4th axis, as for NIfTI
     if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
-        raise InputError(f"{path}: {image.GetDimension()}-D image with "
-                         f"{image.GetNumberOfComponentsPerPixel()} component(s); expected a "
-                         "3-D scalar volume (a single 2-D slice cannot be measured)")
-    return sitk.GetArrayFromImage(image), _itk_affine(image)
+        raise InputError(f"{path}: {image.GetDimension()}-D image of size {image.GetSize()} with "
+                         f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel; "
+                         "expected a 3-D scalar volume (a single 2-D slice, a 4-D series or a "
+                         "vector/colour image cannot be measured)")
+    array = sitk.GetArrayFromImage(image)
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: voxels of type {array.dtype} (complex); expected one real "
+                         "number per voxel")
+    return array, _itk_affine(image)
 
 
 def _itk_affine(image) -> np.ndarray:
