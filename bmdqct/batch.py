@@ -105,7 +105,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Columns of ``OUT/results.csv`` (team contract); ``error`` holds the reason of a
-#: ``failed`` or ``no_measurement`` case. Before result format 3 the HU columns were
+#: ``failed`` or ``no_measurement`` case. The per-level columns are blank for a level
+#: whose name the labelling could not confirm (``level_uncertain``): its number may
+#: belong to another vertebra (``result.json`` keeps it, with the reason). Before result format 3 the HU columns were
 #: ``T12_hu_mean``, ...; rows of such a file are read with :data:`LEGACY_COLUMNS`.
 RESULTS_COLUMNS = ("case", "status", "error", "category", "bmd_l1_l2_mg_cm3", "levels_used",
                    "T12_mean_hu", "T12_bmd_mg_cm3", "L1_mean_hu", "L1_bmd_mg_cm3", "L2_mean_hu",
@@ -699,11 +701,14 @@ def _csv_row(case: str, status: str, error: str, result: Mapping | None) -> dict
     row["category"] = result.get("category") or ""
     row["bmd_l1_l2_mg_cm3"] = _fmt(result.get("bmd_l1_l2_mg_cm3"))
     row["levels_used"] = "+".join(result.get("levels_used") or [])
+    flags = (result.get("qc") or {}).get("flags") or []
     for name in ("T12", "L1", "L2"):
+        if f"level_uncertain:{name}" in flags:
+            continue                    # a number under a name that may be wrong is not written
         level = (result.get("levels") or {}).get(name) or {}
         row[f"{name}_mean_hu"] = _fmt(_level_value(level, "mean_hu", "hu_mean"))
         row[f"{name}_bmd_mg_cm3"] = _fmt(level.get("bmd_mg_cm3"))
-    row["flags"] = ";".join((result.get("qc") or {}).get("flags") or [])
+    row["flags"] = ";".join(flags)
     return row
 
 

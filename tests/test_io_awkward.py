@@ -9,6 +9,7 @@ input is written here, small (16 slices of 64 x 64), with pydicom, nibabel or Si
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ import SimpleITK as sitk
 from pydicom.dataelem import DataElement
 
 from bmdqct.errors import DicomSeriesError, GeometryError, InputError
-from bmdqct.io import list_series, load_ct, write_dicom_series
+from bmdqct.io import list_series, load_ct, write_dicom_series, write_nifti
 from bmdqct.volume import _LPS_TO_RAS, CTVolume, to_canonical
 
 SHAPE = (16, 64, 64)
@@ -454,3 +455,55 @@ def test_detached_headers(tmp_path):
     with pytest.raises(InputError, match=r"ct\.nhdr: cannot read this image \(.*couldn't open "
                                          r".*ct\.raw"):
         load_ct(tmp_path / "ct.nhdr")
+
+
+# --------------------------------------------------------------------------- JSON sidecars
+
+
+def test_sidecar_round_trip_carries_the_scanner_metadata(tmp_path):
+    from bmdqct.io._read import SIDECAR_KEYS
+
+    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0),
+                                metadata={"kvp": 100.0, "study_date": "2024-06-25", "device_serial": "SYN-0002",
+                                          "manufacturer": "bmdqct-synthetic", "source": "/not/this"})
+    path = write_nifti(vol, tmp_path / "ct.nii.gz", sidecar=True)
+    side = json.loads((tmp_path / "ct.json").read_text())
+    assert side == {"kvp": 100.0, "study_date": "2024-06-25", "device_serial": "SYN-0002",
+                    "manufacturer": "bmdqct-synthetic"}                        # no source, no geometry
+    assert set(side) <= set(SIDECAR_KEYS)
+    ct = load_ct(path)
+    assert (ct.metadata["kvp"], ct.metadata["study_date"], ct.metadata["device_serial"]) == (
+        100.0, "2024-06-25", "SYN-0002")
+    assert ct.metadata["source"] == str(path)
+    write_nifti(vol, tmp_path / "plain.nii.gz")                                 # no sidecar unasked
+    assert not (tmp_path / "plain.json").exists()
+
+
+def test_dcm2niix_style_sidecar_is_read(tmp_path):
+    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0))
+    path = write_nifti(vol, tmp_path / "scan.NII.GZ")
+    (tmp_path / "scan.json").write_text(json.dumps({
+        "Modality": "CT", "Manufacturer": "SIEMENS", "ManufacturersModelName": "SOMATOM Force",
+        "DeviceSerialNumber": "73561", "KVP": 120, "AcquisitionDateTime": "2023-11-02T10:14:05.000000",
+        "ConvolutionKernel": "Br40", "SliceThickness": 1, "ImageType": ["ORIGINAL", "PRIMARY"],
+        "ConversionSoftware": "dcm2niix"}))
+    meta = load_ct(path).metadata
+    assert (meta["manufacturer"], meta["model"], meta["device_serial"], meta["kvp"]) == (
+        "SIEMENS", "SOMATOM Force", "73561", 120.0)
+    assert (meta["acquisition_date"], meta["kernel"], meta["slice_thickness_mm"]) == ("2023-11-02", "Br40", 1.0)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{not json", "cannot be read"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"KVP": "high"}', "KVP = 'high' is not valid"),
+    ('{"kvp": 5000}', "kvp = 5000 is not valid"),
+    ('{"StudyDate": "yesterday"}', "StudyDate = 'yesterday' is not valid"),
+])
+def test_bad_sidecar_is_refused_naming_it(tmp_path, text, match):
+    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0))
+    path = write_nifti(vol, tmp_path / "ct.nii.gz")
+    (tmp_path / "ct.json").write_text(text)
+    with pytest.raises(InputError, match=match) as info:
+        load_ct(path)
+    assert str(tmp_path / "ct.json") in str(info.value)

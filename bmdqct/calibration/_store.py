@@ -267,7 +267,9 @@ def select_calibration(store_dir: str | os.PathLike, metadata, *, window_days: i
         if explicit is not None:
             return _selected(explicit, "fallback:explicit", scan_date, window_days, store_dir)
         raise CalibrationError(f"the scan's metadata has no {' or '.join(problems)}, so no calibration can be "
-                               "matched to it; pass a calibration explicitly (fallback=CALIBRATION)")
+                               "matched to it; give a NIfTI/MHA scan a JSON sidecar with them (ct.nii.gz -> "
+                               "ct.json, see bmdqct.io.load_ct), or pass a calibration explicitly "
+                               "(measure --calibration CAL.json or --fallback CAL.json; fallback=... in Python)")
     store = read_store(store_dir)
     same = [c for c in store if scanner_matches(c, meta) and _kvp_matches(c, kvp)
             and (mineral is None or c.mineral == mineral)]

@@ -49,7 +49,16 @@ def register(commands, common) -> None:
                          help="phantom model: " + ", ".join(_phantom_names()))
     phantom.add_argument("--kvp", type=float, default=120.0, help="tube voltage of the phantom scan (default 120)")
     phantom.add_argument("--date", default="2024-01-15", help="acquisition date YYYY-MM-DD (default 2024-01-15)")
+    phantom.add_argument("--scanner", default="SYN-0001", choices=_scanner_serials(), metavar="SERIAL",
+                         help="scanner of the synthetic site (its serial, as in a synth case's ct.json): "
+                              + ", ".join(_scanner_serials()) + " (default SYN-0001)")
     synth.set_defaults(func=_run_synth)
+
+
+def _scanner_serials() -> tuple[str, ...]:
+    from ..synthetic.cohort import SCANNER_FLEET
+
+    return tuple(s["device_serial"] for s in SCANNER_FLEET)
 
 
 def _phantom_names() -> tuple[str, ...]:
@@ -67,8 +76,9 @@ def _run_phantom(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    scanner = {"manufacturer": "bmdqct-synthetic", "model": "SynthCT 64", "device_serial": "SYN-0001",
-               "station": "SYNTH1"}
+    from ..synthetic.cohort import SCANNER_FLEET
+
+    scanner = next(s for s in SCANNER_FLEET if s["device_serial"] == args.scanner)
     volume, truth = synthesize_phantom_scan(args.phantom, args.seed, kvp=args.kvp, scanner=scanner,
                                             study_date=args.date)
     scan = out / "phantom_scan"
@@ -127,7 +137,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         folder = out / subject.case
         folder.mkdir(exist_ok=True)
         # real CT stores integer HU; rounding adds an SD of 0.29 HU
-        write_nifti(volume.with_hu(np.round(volume.hu)), folder / "ct.nii.gz")
+        write_nifti(volume.with_hu(np.round(volume.hu)), folder / "ct.nii.gz", sidecar=True)   # + ct.json
         write_nifti(truth.levels, folder / "levels.nii.gz")
         write_nifti(truth.classes, folder / "classes.nii.gz")
         write_nifti(truth.trabecular, folder / "trabecular.nii.gz")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -10,15 +11,23 @@ from typing import Any
 
 import numpy as np
 
-from . import _dicom
-from ._dicom import HU_AIR, replace_padding
 from .._grid import bounding_grid as _bounding_grid
 from .._grid import resample_array as _resample_array
 from .._grid import resample_volume as _resample_volume
+from .._util import atomic_write_text, iso_date, json_safe, strip_image_suffix
 from ..errors import GeometryError, InputError
 from ..levels import level_id, scheme_ids
-from ..volume import _LPS_TO_RAS, METADATA_KEYS, CTVolume, LabelVolume, axis_codes, same_grid, to_canonical
-
+from ..volume import (
+    _LPS_TO_RAS,
+    METADATA_KEYS,
+    CTVolume,
+    LabelVolume,
+    axis_codes,
+    same_grid,
+    to_canonical,
+)
+from . import _dicom
+from ._dicom import HU_AIR, replace_padding
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +90,10 @@ def load_ct(path, *, series_uid: str | None = None) -> CTVolume:
     CTVolume
         Float32 HU in orientation ``('S', 'P', 'L')``; ``metadata`` holds every key of
         :data:`bmdqct.volume.METADATA_KEYS` (None when the file does not say) plus
-        ``input_affine``, ``input_shape`` and ``input_orientation``.
+        ``input_affine``, ``input_shape`` and ``input_orientation``. A NIfTI, MHA or
+        NRRD file has no scanner metadata of its own: a JSON sidecar beside it
+        (``ct.nii.gz`` -> ``ct.json``, as dcm2niix writes) supplies kVp, dates and the
+        scanner (:func:`read_sidecar`), which calibration from a store needs.
 
     Raises
     ------
@@ -127,6 +139,7 @@ def load_ct(path, *, series_uid: str | None = None) -> CTVolume:
         padding = replace_padding(array)
         volume = CTVolume(array, affine)
         input_flags = []
+        metadata.update(read_sidecar(path))
     metadata["padding_hu"], metadata["padding_voxels"] = padding
     check_hu_scale(volume.hu, path)
     if padding[0] is not None:
@@ -553,7 +566,7 @@ def _reorient(array: np.ndarray, affine: np.ndarray, target_affine: np.ndarray):
     return data, affine @ nio.inv_ornt_aff(transform, array.shape)
 
 
-def write_nifti(volume_or_labels, path, *, like=None) -> Path:
+def write_nifti(volume_or_labels, path, *, like=None, sidecar: bool = False) -> Path:
     """Write a CT or label volume as NIfTI on the grid of the original input file.
 
     Parameters
@@ -567,6 +580,11 @@ def write_nifti(volume_or_labels, path, *, like=None) -> Path:
         ``metadata["input_affine"]``), resampled there first (nearest neighbour for
         labels, linear for CT) if it is not on `like`'s grid. By default a CTVolume
         uses its own input grid, a LabelVolume its canonical grid.
+    sidecar : bool, optional
+        Also write the CT's scanner and acquisition metadata (kVp, dates, scanner,
+        kernel, ...: the keys :data:`SIDECAR_KEYS` that are not None) to the JSON
+        sidecar beside it (``ct.nii.gz`` -> ``ct.json``), which :func:`load_ct` reads
+        back; NIfTI itself has no place for them. Ignored for a LabelVolume.
 
     Returns
     -------
@@ -627,4 +645,97 @@ def write_nifti(volume_or_labels, path, *, like=None) -> Path:
     image.header.set_xyzt_units("mm")
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(image, os.fspath(path))
+    if sidecar and not is_labels:
+        known = {k: obj.metadata.get(k) for k in SIDECAR_KEYS if obj.metadata.get(k) is not None}
+        atomic_write_text(sidecar_path(path), json.dumps(json_safe(known), indent=2) + "\n")
     return path
+
+
+#: Metadata keys a JSON sidecar may hold (:func:`read_sidecar`), ours and their BIDS /
+#: dcm2niix names: scanner identity, acquisition and patient descriptors (never geometry,
+#: which the image file holds).
+SIDECAR_KEYS = ("series_uid", "study_uid", "series_description", "modality", "kvp", "exposure_mas",
+                "ctdi_vol_mgy", "manufacturer", "model", "device_serial", "station", "kernel",
+                "slice_thickness_mm", "study_date", "acquisition_date", "patient_id", "patient_sex",
+                "patient_age_years", "contrast_agent")
+_BIDS_NAMES = {"SeriesInstanceUID": "series_uid", "StudyInstanceUID": "study_uid",
+               "SeriesDescription": "series_description", "Modality": "modality", "KVP": "kvp",
+               "XRayExposure": "exposure_mas", "CTDIvol": "ctdi_vol_mgy", "Manufacturer": "manufacturer",
+               "ManufacturersModelName": "model", "DeviceSerialNumber": "device_serial",
+               "StationName": "station", "ConvolutionKernel": "kernel", "SliceThickness": "slice_thickness_mm",
+               "StudyDate": "study_date", "AcquisitionDateTime": "acquisition_date",
+               "AcquisitionDate": "acquisition_date", "PatientID": "patient_id", "PatientSex": "patient_sex",
+               "ContrastBolusAgent": "contrast_agent"}
+_SIDECAR_NUMBERS = {"kvp": (40.0, 200.0), "exposure_mas": (0.0, 1e5), "ctdi_vol_mgy": (0.0, 1e4),
+                    "slice_thickness_mm": (0.0, 50.0), "patient_age_years": (0.0, 150.0)}
+
+
+def sidecar_path(path) -> Path:
+    """The JSON sidecar of an image file: ``DIR/ct.nii.gz`` -> ``DIR/ct.json`` (any image suffix).
+
+    Examples
+    --------
+    >>> sidecar_path("cases/a/CT.NII.GZ").as_posix()
+    'cases/a/CT.json'
+    """
+    path = Path(path)
+    return path.with_name(strip_image_suffix(path.name) + ".json")
+
+
+def read_sidecar(path) -> dict[str, Any]:
+    """Scanner and acquisition metadata of an image file from its JSON sidecar, if any.
+
+    The sidecar (:func:`sidecar_path`) may use bmdqct's names (:data:`SIDECAR_KEYS`) or
+    the BIDS / dcm2niix ones (``Manufacturer``, ``ManufacturersModelName``,
+    ``DeviceSerialNumber``, ``StationName``, ``KVP``, ``AcquisitionDateTime``,
+    ``StudyDate``, ``ConvolutionKernel``, ...); other keys are ignored. Dates become
+    ISO ``YYYY-MM-DD``; numbers are checked against plausible ranges.
+
+    Returns
+    -------
+    dict
+        The keys found (empty without a sidecar).
+
+    Raises
+    ------
+    InputError
+        If the sidecar is not a JSON object, or a value is not what its key expects
+        (naming the file and the key).
+    """
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{side}: the JSON sidecar of {Path(path).name} cannot be read ({err}); "
+                         "expected a JSON object of scanner metadata, or no such file") from err
+    if not isinstance(data, Mapping):
+        raise InputError(f"{side}: the JSON sidecar of {Path(path).name} must be a JSON object, "
+                         f"got {type(data).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key if key in SIDECAR_KEYS else _BIDS_NAMES.get(key)
+        if name is None or value is None:
+            continue
+        try:
+            out[name] = _sidecar_value(name, value)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{side}: {key} = {value!r} is not valid ({err})") from err
+    logger.info("%s: metadata from the sidecar %s: %s", path, side.name, ", ".join(sorted(out)) or "none")
+    return out
+
+
+def _sidecar_value(name: str, value):
+    if name in ("study_date", "acquisition_date"):
+        return iso_date(value)
+    if name in _SIDECAR_NUMBERS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError("expected a number")
+        lo, hi = _SIDECAR_NUMBERS[name]
+        if not lo < float(value) <= hi:
+            raise ValueError(f"expected a number in ({lo:g}, {hi:g}]")
+        return float(value)
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise TypeError("expected text")
+    return str(value)
