@@ -51,14 +51,40 @@ from pathlib import Path
 
 import numpy as np
 
+from ._util import (
+    atomic_write,
+    atomic_write_text,
+    deprecated_alias,
+    json_safe,
+    package_versions,
+    record_dict,
+)
 from ._version import __version__
-from ._util import atomic_write, atomic_write_text, deprecated_alias, json_safe, package_versions, record_dict
-from .classify import ACR_THRESHOLDS_MG_CM3, DEFAULT_SUBSTITUTES, BMDCategory, Diagnosis, diagnose, select_levels
+from .classify import (
+    ACR_THRESHOLDS_MG_CM3,
+    DEFAULT_SUBSTITUTES,
+    BMDCategory,
+    Diagnosis,
+    diagnose,
+    select_levels,
+)
 from .contrast import ContrastFinding, detect_contrast
-from .errors import CalibrationError, GeometryError, InputError, LabelingError, MeasurementError
-from .qc import QCFlag
-from .labeling import VertebraLabels, label_vertebrae, level_steps, vertebra_labels_from_map
+from .errors import (
+    CalibrationError,
+    GeometryError,
+    InputError,
+    LabelingError,
+    MeasurementError,
+)
+from .labeling import (
+    VertebraLabels,
+    label_vertebrae,
+    level_steps,
+    vertebra_labels_from_map,
+)
 from .levels import SEGMENTATION_CLASSES, level_index
+from .qc import QCFlag
+from .schema import LEGACY_LEVEL_COPIES, LEGACY_RESULT_COPIES
 from .voi import DEFAULT_VOI_PROTOCOL, VOI, VOIProtocol, vertebral_body_voi
 from .volume import CTVolume, LabelVolume, same_grid
 
@@ -152,9 +178,12 @@ class LevelMeasurement:
     def to_dict(self) -> dict:
         """JSON-safe dictionary (a ``levels`` entry of ``result.json``); flags as ``str(flag)``.
 
-        ``frame`` is ``"LPS"``: ``center_mm`` is in patient LPS millimetres.
+        ``frame`` is ``"LPS"``: ``center_mm`` is in patient LPS millimetres. The format-2
+        names ``hu_mean``, ``hu_median``, ``hu_sd`` follow as deprecated copies
+        (:data:`bmdqct.schema.LEGACY_LEVEL_COPIES`).
         """
-        return record_dict(self, frame="LPS", flags=[str(f) for f in self.flags])
+        legacy = {old: getattr(self, new) for new, old in LEGACY_LEVEL_COPIES.items()}
+        return record_dict(self, frame="LPS", flags=[str(f) for f in self.flags], **legacy)
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,6 +251,7 @@ class Result:
             "levels": {name: m.to_dict() for name, m in self.levels.items()},
             "bmd_l1_l2_mg_cm3": self.bmd_l1_l2_mg_cm3,
             "mean_hu_l1_l2": self.mean_hu_l1_l2,
+            **{old: getattr(self, new) for new, old in LEGACY_RESULT_COPIES.items()},   # deprecated copy
             "category": None if self.category is None else self.category.value,
             "levels_used": list(self.levels_used),
             "diagnosis": self.diagnosis.to_dict(),

@@ -66,6 +66,12 @@ RESULT_FORMATS: Mapping[str, str] = {
 CURRENT_FORMAT = "bmdqct-result/3"
 #: Keys of a ``levels`` entry renamed in format 3 (units last): old -> new.
 _LEVEL_KEYS_3 = {"hu_mean": "mean_hu", "hu_median": "median_hu", "hu_sd": "sd_hu"}
+#: Format-2 names written beside their format-3 keys, with the same values, so that readers
+#: of format 2 (scripts, ``../shared/tools/real_check.py``) keep working: deprecated, to be
+#: dropped by format 4. Level entries: ``hu_mean``, ``hu_median``, ``hu_sd``; top level:
+#: ``hu_l1_l2``.
+LEGACY_LEVEL_COPIES = {new: old for old, new in _LEVEL_KEYS_3.items()}
+LEGACY_RESULT_COPIES = {"mean_hu_l1_l2": "hu_l1_l2"}
 
 
 class ResultSchemaError(InputError):
@@ -237,11 +243,14 @@ def result_example(format: str = CURRENT_FORMAT) -> dict:
         level = _renamed({k: v for k, v in level.items() if k != "frame"}, {v: k for k, v in _LEVEL_KEYS_3.items()})
     else:
         voi = {"level": "L1", "frame": "LPS", **{k: v for k, v in voi.items() if k != "level"}}
+        level.update({old: level[new] for new, old in LEGACY_LEVEL_COPIES.items()})
     flag = {"code": "no_calibration", "level": None, "message": "no calibration given: HU only, no BMD and no "
                                                                 "category"}
+    legacy = {} if old_names else {"hu_l1_l2": 150.0}
     return {
         "format": fmt, "case": "example",
         "levels": {"L1": level}, "bmd_l1_l2_mg_cm3": None, ("hu_l1_l2" if old_names else "mean_hu_l1_l2"): 150.0,
+        **legacy,
         "category": None,
         "levels_used": ["L1"],
         "diagnosis": {"category": None, "bmd_mg_cm3": None, "levels_used": ["L1"], "flags": [],
@@ -337,7 +346,9 @@ def _upgrade_2_to_3(data: Mapping) -> dict:
     """A format-3 copy of a format-2 document (never changes `data`): units last, frame on each entry."""
     out = _renamed(copy.deepcopy(dict(data)), {"hu_l1_l2": "mean_hu_l1_l2"})
     out["format"] = "bmdqct-result/3"
-    out["levels"] = {name: {**_renamed(entry, _LEVEL_KEYS_3), "frame": entry.get("frame", "LPS")}
+    out.update({old: out.get(new) for new, old in LEGACY_RESULT_COPIES.items()})
+    out["levels"] = {name: {**_renamed(entry, _LEVEL_KEYS_3), "frame": entry.get("frame", "LPS"),
+                            **{old: entry.get(old) for old in LEGACY_LEVEL_COPIES.values()}}
                      for name, entry in out["levels"].items()}
     out["vois"] = {name: {**entry, "frame": entry.get("frame", "LPS")} for name, entry in out["vois"].items()}
     contrast = out["provenance"].get("contrast")

@@ -124,7 +124,8 @@ def _broken(document, edit):
     (lambda d: d["levels"]["L1"].update(mean_hu=None), r"\$\.levels\.L1\.mean_hu", "None is not of type"),
     (lambda d: d["levels"]["L1"].pop("frame"), r"\$\.levels\.L1", "'frame' is a required property"),
     (lambda d: d["levels"]["L1"].update(frame="RAS"), r"\$\.levels\.L1\.frame", "'LPS' was expected"),
-    (lambda d: d["levels"]["L1"].update(hu_mean=130.0), r"\$\.levels\.L1", "'hu_mean' was unexpected"),
+    (lambda d: d["levels"]["L1"].update(mean_HU=130.0), r"\$\.levels\.L1", "'mean_HU' was unexpected"),
+    (lambda d: d["levels"]["L1"].pop("hu_mean"), r"\$\.levels\.L1", "'hu_mean' is a required property"),
     (lambda d: d["levels"]["T12"].update(reason=""), r"\$\.levels\.T12\.reason", "should be non-empty"),
     (lambda d: d["calibration"].update(method="guess"), r"\$\.calibration", "'guess' is not one of"),
     (lambda d: d["qc"]["labelling"]["L1"].update(probability=1.5), r"\$\.qc\.labelling\.L1\.probability",
@@ -227,12 +228,14 @@ def test_read_result_upgrades_a_format_2_file(tmp_path):
     l1, t12 = new["levels"]["L1"], new["levels"]["T12"]
     assert (l1["mean_hu"], l1["median_hu"], l1["sd_hu"]) == (140.5, 141.0, 12.25)
     assert (t12["mean_hu"], t12["median_hu"], t12["sd_hu"]) == (None, None, None)
-    assert not {"hu_mean", "hu_median", "hu_sd"} & {*l1, *t12}
+    # the format-2 names stay as deprecated copies, for readers of format 2
+    assert (l1["hu_mean"], l1["hu_median"], l1["hu_sd"]) == (140.5, 141.0, 12.25)
     assert l1["frame"] == t12["frame"] == new["vois"]["L1"]["frame"] == "LPS"
-    assert new["mean_hu_l1_l2"] == 140.5 and "hu_l1_l2" not in new
+    assert new["mean_hu_l1_l2"] == new["hu_l1_l2"] == 140.5
     assert new["provenance"]["contrast"]["offset_hu"] is None and "hu_offset" not in new["provenance"]["contrast"]
     # nothing else changes
-    assert {k: v for k, v in new.items() if k not in ("format", "levels", "vois", "mean_hu_l1_l2", "provenance")} \
+    assert {k: v for k, v in new.items() if k not in ("format", "levels", "vois", "mean_hu_l1_l2", "hu_l1_l2",
+                                                         "provenance")} \
         == {k: v for k, v in FORMAT_2_RESULT.items() if k not in ("format", "levels", "vois", "hu_l1_l2", "provenance")}
     assert path.read_bytes() == before           # the file is not rewritten
     assert validate_result(FORMAT_2_RESULT) is FORMAT_2_RESULT   # still a valid format-2 document
@@ -259,6 +262,14 @@ def test_format_3_schema_is_format_2_with_the_unit_last_and_a_required_frame():
     assert "frame" in level["required"] and "frame" in voi["required"] and "center_index" not in voi["required"]
     assert "LPS" in level["properties"]["center_mm"]["description"]
     level["required"].remove("frame"), voi["required"].remove("frame")
+    # the deprecated copies under the format-2 names: the same types, required too
+    for old, new in (("hu_mean", "mean_hu"), ("hu_median", "median_hu"), ("hu_sd", "sd_hu")):
+        copy_of = level["properties"].pop(old)
+        assert "Deprecated copy of " + new in copy_of.pop("description")
+        assert copy_of == {k: v for k, v in level["properties"][new].items() if k != "description"}
+        level["required"].remove(old)
+    assert "Deprecated copy" in three["properties"].pop("hu_l1_l2")["description"]
+    three["required"].remove("hu_l1_l2")
     for schema in (two, three):
         for key in ("$id", "title", "description"):
             schema.pop(key)
