@@ -85,6 +85,7 @@ from .labeling import (
 from .levels import SEGMENTATION_CLASSES, level_index
 from .qc import QCFlag
 from .schema import LEGACY_LEVEL_COPIES, LEGACY_RESULT_COPIES
+from .spine import find_spinal_canal
 from .voi import DEFAULT_VOI_PROTOCOL, VOI, VOIProtocol, vertebral_body_voi
 from .volume import CTVolume, LabelVolume, same_grid
 
@@ -435,7 +436,8 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
                            for code, message in volume.metadata.get("input_flags") or ()]
 
     t = time.perf_counter()
-    contrast = detect_contrast(volume)
+    canal = find_spinal_canal(volume)           # once: for contrast, the network's crop and the labelling
+    contrast = detect_contrast(volume, canal=canal)
     contrast_offset_hu = contrast.offset_hu if (contrast.contrast and contrast_correction) else None
     if contrast.contrast:
         flags.append(QCFlag("contrast", contrast.phase, f"contrast-enhanced scan ({contrast.reason})"))
@@ -452,7 +454,7 @@ def measure(ct_or_path, *, calibration=None, labels=None, label_scheme=None, mod
     timings["calibration_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    vertebrae, model_id, label_source = _vertebrae(volume, labels, label_scheme, model, progress, timings)
+    vertebrae, model_id, label_source = _vertebrae(volume, labels, label_scheme, model, progress, timings, canal)
     timings["labeling_s"] = time.perf_counter() - t - timings.get("segmentation_s", 0.0)
     flags.extend(vertebrae.flags)
 
@@ -631,15 +633,15 @@ def _as_calibration(calibration, volume: CTVolume, window_days: int, fallback=No
                     f"got {type(calibration).__name__}")
 
 
-def _vertebrae(volume, labels, label_scheme, model, progress, timings):
+def _vertebrae(volume, labels, label_scheme, model, progress, timings, canal=None):
     """(VertebraLabels, model_id, label source description)."""
     if labels is None:
         from .segment import segment_spine
 
         t = time.perf_counter()
-        seg = segment_spine(volume, model, progress=progress)
+        seg = segment_spine(volume, model, progress=progress, canal=canal)
         timings["segmentation_s"] = time.perf_counter() - t
-        return (label_vertebrae(volume, seg.classes, confidence=seg.confidence),
+        return (label_vertebrae(volume, seg.classes, confidence=seg.confidence, canal=canal),
                 seg.model_id, "segmentation")
     if isinstance(labels, VertebraLabels):
         if not same_grid(volume, labels.labels):
@@ -670,7 +672,7 @@ def _vertebrae(volume, labels, label_scheme, model, progress, timings):
         labels = resample_like(labels, volume)
     try:
         if _is_class_map(labels):
-            return label_vertebrae(volume, labels), None, source + " (4-class)"
+            return label_vertebrae(volume, labels, canal=canal), None, source + " (4-class)"
         return vertebra_labels_from_map(volume, labels), None, source
     except LabelingError as err:
         if source == "LabelVolume":

@@ -153,6 +153,34 @@ def test_spine_centre_line_follows_the_spine():
     assert abs(np.median(centre[:, 0]) - to_model(126.0)) < 8.0
 
 
+def test_crop_follows_the_spinal_canal_when_the_field_of_view_cuts_the_body():
+    """A field of view cut 20 mm right of the spine and 140 mm left of it (a cardiac crop):
+    the bone-centroid line strays to the ribs and the heart side; the canal's body line holds."""
+    from bmdqct.segment.grid import prepare
+    from bmdqct.segment.model import PRESETS
+    from bmdqct.spine import find_spinal_canal
+    from bmdqct.synthetic import synthesize_ldct
+
+    ct, truth = synthesize_ldct(5, cranial="T8", caudal="L2", shape=(256, 256), pixel_mm=1.4, slice_mm=2.0)
+    rows, cols = np.nonzero(np.asarray(truth.levels.labels).any(axis=0))
+    r0, r1 = int(rows.min() - 40 / 1.4), int(rows.max() + 25 / 1.4)
+    c0, c1 = int(cols.mean() - 20 / 1.4), min(int(cols.mean() + 140 / 1.4), 256)
+    affine = ct.affine.copy()
+    affine[:3, 3] = ct.affine[:3, :3] @ [0, r0, c0] + ct.affine[:3, 3]
+    crop = CTVolume(np.asarray(ct.hu)[:, r0:r1, c0:c1].copy(), affine)
+    body_mm = np.array([rows.mean() - r0 + 0.5, cols.mean() - c0 + 0.5]) * 1.4     # the bodies' mean centre
+    preset = PRESETS["cpu-fast"]
+
+    def off_mm(prepared):   # model voxel m spans [2m, 2m + 2] mm
+        return float(np.hypot(*((np.median(prepared.centre_vox, axis=0) + 0.5) * 2.0 - body_mm)))
+
+    assert off_mm(prepare(crop, preset)) > 35.0
+    assert off_mm(prepare(crop, preset, canal=find_spinal_canal(crop))) < 12.0
+    # on the whole field of view both lines agree: the crop the network was trained with stays
+    whole = prepare(ct, preset, canal=find_spinal_canal(ct))
+    assert np.array_equal(whole.centre_vox, prepare(ct, preset).centre_vox)
+
+
 def test_spine_centre_line_requires_bone():
     volume, _ = toy_trunk()
     soft = np.minimum(np.asarray(volume.hu), 40.0)

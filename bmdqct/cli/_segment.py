@@ -61,7 +61,10 @@ def _run_segment(args) -> int:
     from ..volume import CTVolume
 
     volume = load_ct(args.input)
-    seg = segment_spine(volume, args.model, anatomical_order=not args.no_order, progress=True)
+    from ..spine import find_spinal_canal
+
+    seg = segment_spine(volume, args.model, anatomical_order=not args.no_order, progress=True,
+                        canal=find_spinal_canal(volume))        # the crop measure uses
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     write_nifti(seg.classes, out / "classes.nii.gz", like=volume)

@@ -67,7 +67,7 @@ _FACE = ndi.generate_binary_structure(3, 1)
 
 def label_vertebrae(volume: CTVolume, classes: LabelVolume, *, confidence=None,
                     min_volume_mm3: float = MIN_BODY_VOLUME_MM3,
-                    check_ribs: bool = True) -> VertebraLabels:
+                    check_ribs: bool = True, canal=None) -> VertebraLabels:
     """Name each vertebral body of a 4-class spine segmentation.
 
     Parameters
@@ -86,6 +86,9 @@ def label_vertebrae(volume: CTVolume, classes: LabelVolume, *, confidence=None,
         dropped as fragments (a QC flag counts them).
     check_ribs : bool, optional
         Run the rib check (:func:`check_rib_levels`).
+    canal : SpinalCanal, optional
+        The CT's spinal canal (:func:`bmdqct.spine.find_spinal_canal`), found here
+        when not given; the column guard and the disc planes rest on it.
 
     Returns
     -------
@@ -148,7 +151,11 @@ def label_vertebrae(volume: CTVolume, classes: LabelVolume, *, confidence=None,
                             min(max(b[a].stop for b in boxes.values()) + 1, cls.shape[a])) for a in range(3))
     sub = _absorb_minority_islands(cls[spine_box], voxel_mm3, flags)
     offset = tuple(b.start for b in spine_box)
-    canal = find_spinal_canal(volume)
+    if canal is None:
+        canal = find_spinal_canal(volume)
+    elif len(canal.valid) != volume.shape[0]:
+        raise GeometryError(f"the spinal canal given has {len(canal.valid)} slices, the CT {volume.shape[0]}; "
+                            "pass find_spinal_canal(volume) of this CT")
     discs = (find_disc_planes(volume, canal) if canal.found and volume.spacing[0] <= DISC_MAX_SLICE_MM
              else np.array([], int))
     for c in (CLASS_T1_T6, CLASS_T7_T12, CLASS_L1_L2):

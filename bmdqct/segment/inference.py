@@ -105,7 +105,7 @@ def predict_patches(model: SpineModel, image: np.ndarray, *, overlap: float = 0.
 
 
 def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_size: int = 1,
-                  anatomical_order: bool = True, progress: bool = False) -> Segmentation:
+                  anatomical_order: bool = True, progress: bool = False, canal=None) -> Segmentation:
     """Segment the vertebral bodies of a CT into T1-T6, T7-T12 and L1-L2.
 
     Parameters
@@ -125,6 +125,13 @@ def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_s
         spine (:func:`~bmdqct.segment.sequence.enforce_anatomical_order`).
     progress : bool
         Show a progress bar.
+    canal : SpinalCanal, optional
+        The CT's spinal canal (:func:`bmdqct.spine.find_spinal_canal`, 2-3 s for a
+        512 x 512 x 350 scan): the network's crop then follows the vertebral bodies in
+        front of it, which holds on cropped fields of view and beside bright vessels
+        (:func:`~bmdqct.segment.grid.canal_centre_line`). Without it the crop follows
+        dense bone near the posterior midline. :func:`bmdqct.measure` passes the canal it
+        finds anyway.
 
     Returns
     -------
@@ -139,7 +146,7 @@ def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_s
     if not isinstance(model, SpineModel):
         model = load_model(model if model is None else Path(model))
     _use_all_cores()
-    prepared = prepare(volume, model.preset)
+    prepared = prepare(volume, model.preset, canal=canal)
     probabilities = predict_patches(model, prepared.image, overlap=overlap,
                                     batch_size=batch_size, progress=progress)
     order = None
