@@ -76,6 +76,10 @@ FLAG_GLOSSARY: dict[str, tuple[str, str]] = {
     "focal_sclerosis": ("a large share of the VOI is far brighter than its median (bone island, sclerosis), so the "
                         "level was excluded",
                         "review the vertebra on the CT; the other levels carry the result"),
+    "files_skipped": ("files in the DICOM folder could not be read as DICOM and were skipped (the message names "
+                      "some); other files, a damaged export, or a slice of the series cut short",
+                      "check the named files; if a slice is missing, irregular_spacing is flagged too and the "
+                      "gap was interpolated: export the series again"),
     "fragment_dropped": ("a piece of segmentation smaller than the minimum body volume was ignored",
                          "usually harmless; if a whole level is missing, check the segmentation"),
     "gap": ("two neighbouring levels lie farther apart than usual: a body may be missing and the names below it "

@@ -3,6 +3,10 @@
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.subprocess   # run first (tests/conftest.py)
+
 
 def test_import_bmdqct_loads_neither_tensorflow_nor_matplotlib():
     code = ("import sys, bmdqct; "

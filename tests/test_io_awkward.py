@@ -124,6 +124,11 @@ def test_files_that_are_not_dicom_are_skipped_with_a_warning(tmp_path, caplog):
         assert_reads_as(folder, REF)
     assert "4 file(s) skipped, not readable as DICOM" in caplog.text
     assert "cut.dcm" in caplog.text and "empty.dcm" in caplog.text
+    # and the result says so: a files_skipped input flag naming some of them
+    flags = dict(load_ct(folder).metadata["input_flags"])
+    assert flags["files_skipped"].startswith(f"4 file(s) in {folder} are not readable as DICOM")
+    assert "cut.dcm" in flags["files_skipped"]
+    assert "files_skipped" not in dict(load_ct(write_dicom_series(REF, tmp_path / "clean")).metadata["input_flags"])
 
 
 # --------------------------------------------------------------------------- DICOM: duplicates

@@ -13,6 +13,8 @@ import pytest
 from bmdqct.cli import main
 from bmdqct.qc import FLAG_GLOSSARY
 
+pytestmark = pytest.mark.subprocess   # run first (tests/conftest.py)
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # what TensorFlow, absl and CUDA print at start-up (glog/absl prefixes, and the known sentences)
 BMDQCT = (sys.executable, "-c", "import sys; from bmdqct.cli import main; sys.exit(main(sys.argv[1:]))")

@@ -298,7 +298,7 @@ def _iter_files(path: Path) -> Iterable[Path]:
 
 
 def _scan(path) -> tuple[Path, dict[str, list[_Header]], list[Path]]:
-    """Header pass: series UID -> headers, and the files that were not usable DICOM."""
+    """Header pass: (folder, series UID -> headers, the files skipped as not DICOM)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; expected a DICOM folder or file, "
@@ -353,7 +353,7 @@ def _scan(path) -> tuple[Path, dict[str, list[_Header]], list[Path]]:
     if len(skipped) > len(not_dicom):
         logger.debug("%s: %d DICOM file(s) without an image series were skipped", path,
                      len(skipped) - len(not_dicom))
-    return path, series, skipped
+    return path, series, not_dicom
 
 
 def _text(ds, keyword) -> str | None:
@@ -566,13 +566,18 @@ def read_dicom(path, *, series_uid: str | None = None):
     (axes: slice, row, column), ``(padding_hu, padding_voxels)``, a list of
     resampling notes and the scanner metadata (see :func:`dicom_metadata`), which
     also holds ``series_choice`` (see :func:`choose_series`) and ``input_flags``
-    (``(code, message)`` pairs: ``series_chosen``, ``series_uid_missing``,
+    (``(code, message)`` pairs: ``files_skipped``, ``series_chosen``, ``series_uid_missing``,
     ``derived_series``, ``irregular_spacing``, ``rescale_assumed``).
     """
-    root, series, _ = _scan(path)
+    root, series, not_dicom = _scan(path)
     infos = _sorted_infos(series)
     chosen, choice = choose_series(infos, root, series_uid=series_uid)
     input_flags: list[tuple[str, str]] = []
+    if not_dicom:
+        names = ", ".join(os.path.relpath(p, root) if p != root else p.name for p in not_dicom[:3])
+        input_flags.append(("files_skipped", (
+            f"{len(not_dicom)} file(s) in {root} are not readable as DICOM and were skipped (e.g. {names}); "
+            "a damaged slice of the series would leave a gap")))
     if choice is not None:
         logger.warning("%s: %s", root, choice)
         if series_uid is None:
