@@ -553,6 +553,27 @@ def test_rib_entering_at_the_disc_above_belongs_to_the_lower_body():
     assert [vl.levels[n].rib_bearing for n in ("T10", "T11", "T12", "L1")] == [True, True, True, False]
 
 
+def test_lowest_body_keeps_its_rib_when_its_mask_misses_the_lower_half():
+    # the network segments only the upper half of the lowest body, and the rib enters beside the
+    # lower half: "no rib" there would name the body L1 and shift every name
+    ct, cls, truth = make_spine(("T10", "T11", "T12"), spacing=(1.0, 1.0, 1.0), margin_mm=(20.0, 10.0))
+    lab = np.array(truth.labels)
+    t12 = lab == truth.names["T12"]
+    ks = np.nonzero(t12.any(axis=(1, 2)))[0]
+    lab[ks[: ks.size // 2]] = np.where(t12[ks[: ks.size // 2]], 0, lab[ks[: ks.size // 2]])
+    rc = check_rib_levels(ct, LabelVolume(lab, truth.affine, truth.names))
+    assert rc.rib_bearing["T12"] is True and max(rc.reach_mm["T12"]) > 32.0
+
+
+def test_no_rib_next_to_the_scan_edge_is_no_evidence():
+    # L1 ends 3 mm above the last slice: a rib there could run out of the scan; only a find counts
+    ct, cls, truth = make_spine(("T11", "T12", "L1"), spacing=(1.0, 1.0, 1.0), margin_mm=(3.0, 10.0))
+    rc = check_rib_levels(ct, truth)
+    assert dict(rc.rib_bearing) == {"T11": True, "T12": True}
+    ct, cls, truth = make_spine(("T11", "T12", "L1"), spacing=(1.0, 1.0, 1.0), margin_mm=(10.0, 10.0))
+    assert dict(check_rib_levels(ct, truth).rib_bearing) == {"T11": True, "T12": True, "L1": False}
+
+
 def test_short_rib_below_a_body_without_ribs_is_a_transverse_process():
     # 11 rib pairs, and an L2 segmented 3.6 mm narrower on each side (as the model
     # does at times): the head zone beside L2 then holds its transverse-process roots,

@@ -32,6 +32,7 @@ from ._ribs import (
     _RIB_REACH_MM,
     _SHORT_RIB_REACH_MM,
     _rib_reach,
+    _ribs_may_be_cut,
 )
 
 logger = logging.getLogger(__name__)
@@ -187,9 +188,9 @@ def _decode_chain(volume, bodies: list[tuple[_Crop, int]], classes: np.ndarray, 
         sides: tuple = (None, None)
         if check_ribs:
             others = [e for j, e in enumerate(extents) if j != i]
-            reach = _rib_reach(volume, crop, raw, spacing, _BONE_HU, others)
+            reach = _rib_reach(volume, crop, raw, spacing, _BONE_HU, others, lowest=i == len(order) - 1)
             sides = tuple(_side_seen(r, reach[2]) for r in reach[:2])
-            if crop.touches_edge():              # a cut body may hide its ribs: count only a find
+            if _ribs_may_be_cut(crop):           # at the scan's edge ribs may be cut: count only a find
                 sides = tuple(s if s == "long" else None for s in sides)
         cues.append(BodyCues(float(crop.centroid()[0]) * dz, votes, sides))
     sacrum = None

@@ -139,7 +139,8 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
         if not first <= level_index(name) <= last:
             continue
         others = [e for n, e in extents.items() if n != name]
-        right, left, head_mm3 = _rib_reach(volume, crop, raw, spacing, bone_hu, others)
+        right, left, head_mm3 = _rib_reach(volume, crop, raw, spacing, bone_hu, others,
+                                           lowest=name == names[-1])
         reach[name] = (right, left)
         heads[name] = head_mm3
         # a long rib, or a short one (a lumbar rib) whose head sits beside the body;
@@ -150,8 +151,8 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
         found = max(right, left) > reach_mm or (
             max(right, left) > _SHORT_RIB_REACH_MM and head_mm3 > _RIB_HEAD_MM3
             and (above is None or bearing[above]))
-        # a body cut by the scan's edge may hide its rib heads: count only a find
-        if found or not crop.touches_edge():
+        # a body cut by the scan's edge, or next to it, may hide its ribs: count only a find
+        if found or not _ribs_may_be_cut(crop):
             bearing[name] = found
     lowest = None
     for name in sorted(bearing, key=level_index, reverse=True):
@@ -171,7 +172,7 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
                     types.MappingProxyType(heads))
 
 
-def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, others=()):
+def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, others=(), *, lowest=False):
     """(right reach, left reach, rib-head bone) of one body, in mm and mm³.
 
     The reach is how far (mm beyond the lateral wall) a rib leaving the body's
@@ -186,7 +187,9 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
     own vertebra, and the neck rises to the tubercle, so a rib's upper edge often
     lies in the body above), so a rib that descends past the next vertebra is not
     counted there. The reach is the largest lateral
-    extent of such a structure.
+    extent of such a structure. For the `lowest` body of a chain (nothing segmented below it)
+    entries up to ``_RIB_DISC_MM`` below its mask count too: a mask that misses the body's
+    lower part must not turn its rib into "no rib", the anchor of every lumbar name.
     """
 
     mask = body.mask
@@ -232,7 +235,8 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
     cranial = int(ks[-1]) + int(round(_RIB_DISC_MM / float(spacing[0])))
     if above:
         cranial = min(cranial, min(above) - 1)
-    in_body = (zz >= ks[0]) & (zz <= cranial)
+    caudal = int(ks[0]) - (int(round(_RIB_DISC_MM / float(spacing[0]))) if lowest else 0)
+    in_body = (zz >= caudal) & (zz <= cranial)
     own_centre = float(body.centroid()[0])
     # rib-head zone: beside the posterior half of the body (not behind it, where the
     # pedicles are), within 12 mm outside its lateral wall, row by row
@@ -276,6 +280,19 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
     zc = (zz >= core[0] + trim) & (zz <= core[-1] - trim)
     head_mm3 = float(np.sum(bone[zc][:, score_zone])) * float(np.prod(spacing))
     return (reach[0], reach[1], head_mm3)
+
+
+def _ribs_may_be_cut(crop) -> bool:
+    """True if a body's ribs may lie partly outside the scan: the body touches its edge, or lies
+    within a quarter of its height of the first or last slice (a rib descends as it runs
+    laterally, and its course can leave the scan there). Only a rib found is evidence there;
+    "no rib" is not."""
+    if crop.touches_edge():
+        return True
+    present = np.flatnonzero(crop.mask.any(axis=(1, 2)))
+    lo, hi = present[0] + crop.box[0].start, present[-1] + crop.box[0].start
+    quarter = (hi - lo + 1) // 4
+    return lo - quarter < 0 or hi + quarter > crop.shape[0] - 1
 
 
 def _nearer_other(z: int, own_centre: float, others) -> bool:
