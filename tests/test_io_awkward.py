@@ -501,14 +501,36 @@ def test_dcm2niix_style_sidecar_is_read(tmp_path):
 @pytest.mark.parametrize("text, match", [
     ("{not json", "cannot be read"),
     ("[1, 2]", "must be a JSON object"),
-    ('{"KVP": "high"}', "KVP = 'high' is not valid"),
-    ('{"kvp": 5000}', "kvp = 5000 is not valid"),
-    ('{"StudyDate": "yesterday"}', "StudyDate = 'yesterday' is not valid"),
 ])
-def test_bad_sidecar_is_refused_naming_it(tmp_path, text, match):
+def test_broken_sidecar_is_refused_naming_it(tmp_path, text, match):
     vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0))
     path = write_nifti(vol, tmp_path / "ct.nii.gz")
     (tmp_path / "ct.json").write_text(text)
     with pytest.raises(InputError, match=match) as info:
         load_ct(path)
     assert str(tmp_path / "ct.json") in str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"KVP": "high", "StationName": "CT1"}', "KVP = 'high' is not valid"),
+    ('{"kvp": 5000, "StationName": "CT1"}', "kvp = 5000 is not valid"),
+    ('{"StudyDate": "yesterday", "StationName": "CT1"}', "StudyDate = 'yesterday' is not valid"),
+])
+def test_a_bad_sidecar_value_is_left_out_with_a_warning(tmp_path, caplog, text, message):
+    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0))
+    path = write_nifti(vol, tmp_path / "ct.nii.gz")
+    (tmp_path / "ct.json").write_text(text)
+    with caplog.at_level(logging.WARNING, logger="bmdqct"):
+        meta = load_ct(path).metadata
+    assert message in caplog.text and str(tmp_path / "ct.json") in caplog.text
+    assert meta["station"] == "CT1" and meta["kvp"] is None and meta["study_date"] is None
+
+
+def test_sidecar_writer_leaves_out_what_the_reader_would_refuse(tmp_path, caplog):
+    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0),
+                                metadata={"kvp": 0.0, "exposure_mas": 12.0, "station": "CT1"})
+    with caplog.at_level(logging.WARNING, logger="bmdqct"):
+        path = write_nifti(vol, tmp_path / "ct.nii.gz", sidecar=True)
+    assert json.loads((tmp_path / "ct.json").read_text()) == {"exposure_mas": 12.0, "station": "CT1"}
+    assert "kvp = 0.0 not written" in caplog.text
+    assert load_ct(path).metadata["exposure_mas"] == 12.0

@@ -541,10 +541,10 @@ def test_synthetic_scan_named_from_the_ribs(n_rib_pairs):
 
 def test_rib_entering_at_the_disc_above_belongs_to_the_lower_body():
     # mid-thoracic rib heads articulate with the disc above their own body, and the neck
-    # rises to the tubercle: each rib here enters 3 mm above its body (in the 6 mm disc),
+    # rises to the tubercle: each rib here enters 2 mm above its body (in the 6 mm disc),
     # its upper edge inside the body above. Counted by its top it would move one level up
     # (T12 rib-free: 11 pairs, or names one off); counted by its centre it stays its own.
-    ct, cls, truth = make_spine(("T10", "T11", "T12", "L1"), spacing=(1.0, 1.0, 1.0), rib_start_mm=10.0)
+    ct, cls, truth = make_spine(("T10", "T11", "T12", "L1"), spacing=(1.0, 1.0, 1.0), rib_start_mm=9.0)
     rc = check_rib_levels(ct, truth)
     assert dict(rc.rib_bearing) == {"T10": True, "T11": True, "T12": True, "L1": False}
     assert rc.lowest_rib_level == "T12" and rc.consistent is True
@@ -563,6 +563,14 @@ def test_lowest_body_keeps_its_rib_when_its_mask_misses_the_lower_half():
     lab[ks[: ks.size // 2]] = np.where(t12[ks[: ks.size // 2]], 0, lab[ks[: ks.size // 2]])
     rc = check_rib_levels(ct, LabelVolume(lab, truth.affine, truth.names))
     assert rc.rib_bearing["T12"] is True and max(rc.reach_mm["T12"]) > 32.0
+
+
+def test_rib_entering_between_two_bodies_goes_to_the_nearer_one():
+    # T12's rib enters 1 mm below its mask, in the gap to L1 (4 mm away): it is T12's, not L1's
+    ct, cls, truth = make_spine(("T11", "T12", "L1"), spacing=(1.0, 1.0, 1.0), rib_start_mm=-18.0)
+    rc = check_rib_levels(ct, truth)
+    assert dict(rc.rib_bearing) == {"T11": True, "T12": True, "L1": False}
+    assert rc.lowest_rib_level == "T12" and rc.consistent is True
 
 
 def test_no_rib_next_to_the_scan_edge_is_no_evidence():

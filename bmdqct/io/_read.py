@@ -646,7 +646,15 @@ def write_nifti(volume_or_labels, path, *, like=None, sidecar: bool = False) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(image, os.fspath(path))
     if sidecar and not is_labels:
-        known = {k: obj.metadata.get(k) for k in SIDECAR_KEYS if obj.metadata.get(k) is not None}
+        known = {}
+        for key in SIDECAR_KEYS:        # what read_sidecar would refuse (a kVp of 0, say) is left out
+            try:
+                value = obj.metadata.get(key)
+                if value is not None:
+                    known[key] = _sidecar_value(key, value)
+            except (TypeError, ValueError):
+                logger.warning("%s: metadata %s = %r not written to the sidecar (not a valid value)",
+                               path, key, obj.metadata.get(key))
         atomic_write_text(sidecar_path(path), json.dumps(json_safe(known), indent=2) + "\n")
     return path
 
@@ -699,8 +707,9 @@ def read_sidecar(path) -> dict[str, Any]:
     Raises
     ------
     InputError
-        If the sidecar is not a JSON object, or a value is not what its key expects
-        (naming the file and the key).
+        If the sidecar cannot be read or is not a JSON object (naming it). A single value
+        that is not what its key expects is left out with a warning naming the file and
+        the key: the image itself is fine.
     """
     side = sidecar_path(path)
     if not side.is_file():
@@ -721,7 +730,7 @@ def read_sidecar(path) -> dict[str, Any]:
         try:
             out[name] = _sidecar_value(name, value)
         except (TypeError, ValueError) as err:
-            raise InputError(f"{side}: {key} = {value!r} is not valid ({err})") from err
+            logger.warning("%s: %s = %r is not valid (%s); ignored", side, key, value, err)
     logger.info("%s: metadata from the sidecar %s: %s", path, side.name, ", ".join(sorted(out)) or "none")
     return out
 

@@ -188,7 +188,7 @@ def _decode_chain(volume, bodies: list[tuple[_Crop, int]], classes: np.ndarray, 
         sides: tuple = (None, None)
         if check_ribs:
             others = [e for j, e in enumerate(extents) if j != i]
-            reach = _rib_reach(volume, crop, raw, spacing, _BONE_HU, others, lowest=i == len(order) - 1)
+            reach = _rib_reach(volume, crop, raw, spacing, _BONE_HU, others)
             sides = tuple(_side_seen(r, reach[2]) for r in reach[:2])
             if _ribs_may_be_cut(crop):           # at the scan's edge ribs may be cut: count only a find
                 sides = tuple(s if s == "long" else None for s in sides)

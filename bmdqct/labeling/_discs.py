@@ -15,8 +15,9 @@ from ..qc import QCFlag
 from ._chain import _touch, _union
 from ._geometry import _Crop
 
-#: A disc plane is trusted when the planes on both sides of it lie this many local
-#: pitches away (the median disc-to-disc distance): the dark middle of a body makes a
+#: A disc plane is trusted when the planes on both sides of it lie this many body
+#: pitches away (the median distance between the segmented bodies' centres,
+#: :func:`body_pitch_mm`): the dark middle of a body makes a
 #: minimum half a pitch from the real discs, and the first and last planes, with one
 #: neighbour, cannot be told from such a minimum (one was, on ``ricord_chest``).
 RELIABLE_GAP = (0.7, 1.4)

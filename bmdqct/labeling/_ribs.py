@@ -33,7 +33,7 @@ _RIB_REACH_MM = 32.0      # beyond the body's lateral wall; lumbar transverse pr
 _RIB_CHECK_FIRST = "T10"
 _RIB_CHECK_LAST = "L2"
 _RIB_SEED_MM = 25.0       # rib necks lie behind the body's posterior half, up to this far behind its back
-_RIB_DISC_MM = 8.0        # a rib entering this far above its body (in the disc) is still its own
+_RIB_DISC_MM = 8.0        # a rib entering up to this far beyond its body's mask (in the disc) can be its own
 _RIB_ENTRY_MM = 15.0      # ribs are followed from this far beyond the lateral wall (past the pedicles)
 # A short (lumbar) rib counts when it reaches this far and its head is seen beside the body:
 # on synthetic scans lumbar ribs reach 21-24 mm with 830-1060 mm3 of head bone, transverse
@@ -139,8 +139,7 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
         if not first <= level_index(name) <= last:
             continue
         others = [e for n, e in extents.items() if n != name]
-        right, left, head_mm3 = _rib_reach(volume, crop, raw, spacing, bone_hu, others,
-                                           lowest=name == names[-1])
+        right, left, head_mm3 = _rib_reach(volume, crop, raw, spacing, bone_hu, others)
         reach[name] = (right, left)
         heads[name] = head_mm3
         # a long rib, or a short one (a lumbar rib) whose head sits beside the body;
@@ -172,7 +171,7 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
                     types.MappingProxyType(heads))
 
 
-def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, others=(), *, lowest=False):
+def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, others=()):
     """(right reach, left reach, rib-head bone) of one body, in mm and mm³.
 
     The reach is how far (mm beyond the lateral wall) a rib leaving the body's
@@ -181,15 +180,15 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
     Bone lateral to the transverse-process zone (more than ``_RIB_ENTRY_MM``
     beyond the body's lateral wall) is grouped into connected structures; a
     structure counts for this body if its medial end (where it enters that
-    zone, beside or behind the body's posterior half; the centre of that entry)
-    lies within the body's own slices or in the disc above it (at most
-    ``_RIB_DISC_MM``: mid-thoracic rib heads articulate with the disc above their
-    own vertebra, and the neck rises to the tubercle, so a rib's upper edge often
-    lies in the body above), so a rib that descends past the next vertebra is not
-    counted there. The reach is the largest lateral
-    extent of such a structure. For the `lowest` body of a chain (nothing segmented below it)
-    entries up to ``_RIB_DISC_MM`` below its mask count too: a mask that misses the body's
-    lower part must not turn its rib into "no rib", the anchor of every lumbar name.
+    zone, beside or behind the body's posterior half; the centre of that entry, as
+    the neck rises to the tubercle and a rib's upper edge often lies in the body
+    above) lies within the body's own slices, or in the gap to a neighbouring body
+    nearer this body's end than the neighbour's (a tie goes to the lower body: a
+    mid-thoracic rib head articulates with the disc above its own vertebra), at
+    most ``_RIB_DISC_MM`` beyond the mask (a mask that misses the end of its body
+    must not turn its rib into "no rib", the anchor of every lumbar name). So a rib
+    that descends past the next vertebra is not counted there. The reach is the
+    largest lateral extent of such a structure.
     """
 
     mask = body.mask
@@ -228,14 +227,17 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
     kk = np.arange(region[2].start, region[2].start + bone.shape[2])[None, :]
     behind = (jj >= cj) & (jj <= j_back + _RIB_SEED_MM / dy)
     zz = np.arange(k0, k1 + 1)
-    # the head of a mid-thoracic rib articulates with the disc above its own body
-    # (demifacets on both bodies): entries in the gap up to the next body (at most
-    # _RIB_DISC_MM) count for this one, the caudal body
+    # an entry between two bodies (a mid-thoracic rib head articulates with the disc; a mask
+    # may miss the end of its body) belongs to the body whose end is nearer, a tie to the
+    # lower one, at most _RIB_DISC_MM beyond the mask
+    gap = int(round(_RIB_DISC_MM / float(spacing[0])))
+    cranial, caudal = int(ks[-1]) + gap, int(ks[0]) - gap
     above = [lo for lo, _, _ in others if lo > ks[-1]]
-    cranial = int(ks[-1]) + int(round(_RIB_DISC_MM / float(spacing[0])))
+    below = [hi for _, hi, _ in others if hi < ks[0]]
     if above:
-        cranial = min(cranial, min(above) - 1)
-    caudal = int(ks[0]) - (int(round(_RIB_DISC_MM / float(spacing[0]))) if lowest else 0)
+        cranial = min(cranial, int(ks[-1]) + (min(above) - int(ks[-1])) // 2)
+    if below:
+        caudal = max(caudal, (int(ks[0]) + max(below)) // 2 + 1)
     in_body = (zz >= caudal) & (zz <= cranial)
     own_centre = float(body.centroid()[0])
     # rib-head zone: beside the posterior half of the body (not behind it, where the

@@ -245,7 +245,13 @@ def _spine_crop_centre(model_hu, spacing, ratio, canal) -> np.ndarray:
         return line
     if line is None:
         return centre
-    stray = np.hypot(*((centre - line) * np.asarray(spacing)[1:]).T) > CANAL_OVERRIDE_MM
+    # only where the canal was seen (within 10 mm): beyond its ends the body line is only held
+    # constant, and the column may bend away there (the sacrum)
+    ok = np.flatnonzero(np.asarray(canal.valid, bool) & np.isfinite(np.asarray(canal.body_centre_index)).all(axis=1))
+    source_k = (np.arange(model_hu.shape[0]) + 0.5) * float(ratio[0]) - 0.5
+    margin = 10.0 / (float(spacing[0]) / float(ratio[0]))          # 10 mm in source slices
+    seen = (source_k >= ok[0] - margin) & (source_k <= ok[-1] + margin)
+    stray = seen & (np.hypot(*((centre - line) * np.asarray(spacing)[1:]).T) > CANAL_OVERRIDE_MM)
     if stray.any():
         logger.info("crop centre moved onto the spinal canal's body line on %d of %d slices", stray.sum(),
                     stray.size)
