@@ -6,6 +6,7 @@ Importable from everywhere (it imports nothing from bmdqct), like :mod:`bmdqct.v
   fields (JSON-safe values; a field can be left out or given another value);
 * :func:`json_safe` — numpy scalars and arrays, tuples, enums, paths, NaN and
   mappings to plain JSON values;
+* :func:`renamed_value` — a document's value under its current or its earlier key;
 * :func:`deprecated_alias` — a read-only property under a field's old name
   that warns (:class:`DeprecationWarning`) and returns the renamed field;
 * :func:`atomic_write` / :func:`atomic_write_text` — the one atomic writer: a
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["record_dict", "json_safe", "deprecated_alias", "atomic_write", "atomic_write_text", "iso_date", "IMAGE_SUFFIXES",
+__all__ = ["record_dict", "json_safe", "deprecated_alias", "renamed_value", "atomic_write", "atomic_write_text", "iso_date", "IMAGE_SUFFIXES",
            "strip_image_suffix", "package_versions"]
 
 #: Suffixes of the volume files bmdqct reads (compared case-insensitively), longest first.
@@ -107,6 +108,20 @@ def record_dict(record, *, exclude=(), **overrides) -> dict:
         out[f.name] = overrides.pop(f.name) if f.name in overrides else getattr(record, f.name)
     out.update(overrides)
     return json_safe(out)
+
+
+def renamed_value(entry: Mapping, key: str, old: str):
+    """``entry[key]``, or the value under its earlier name `old` (None if neither).
+
+    For reading ``result.json`` documents of every format (``mean_hu`` was
+    ``hu_mean`` before result format 3).
+
+    Examples
+    --------
+    >>> renamed_value({"hu_mean": 150.0}, "mean_hu", "hu_mean"), renamed_value({}, "mean_hu", "hu_mean")
+    (150.0, None)
+    """
+    return entry[key] if key in entry else entry.get(old)
 
 
 def deprecated_alias(new: str, old: str) -> property:

@@ -84,7 +84,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ._util import (IMAGE_SUFFIXES, atomic_write, atomic_write_text, deprecated_alias, package_versions, record_dict,
-                    strip_image_suffix)
+                    renamed_value, strip_image_suffix)
 from ._version import __version__
 from .errors import InputError
 
@@ -663,15 +663,10 @@ def _record_from_result(base: dict, result: Mapping, path: Path, *, skipped: boo
     return CaseRecord(
         **base, status=status, skipped=skipped, reason=reason, seconds=seconds, result=str(path),
         levels_used=tuple(result.get("levels_used") or ()), bmd_l1_l2_mg_cm3=result.get("bmd_l1_l2_mg_cm3"),
-        mean_hu_l1_l2=_level_mean_hu(result), category=result.get("category"),
+        mean_hu_l1_l2=renamed_value(result, "mean_hu_l1_l2", "hu_l1_l2"), category=result.get("category"),
         flags=tuple((result.get("qc") or {}).get("flags") or ()), model_id=provenance.get("model_id"),
         calibration_id=provenance.get("calibration_id"), measured_at=provenance.get("created"),
         timings_s=provenance.get("timings_s") or {})
-
-
-def _level_mean_hu(result: Mapping):
-    """Mean HU of the levels used, from a result.json of any format (format 1 and 2: ``hu_l1_l2``)."""
-    return _level_value(result, "mean_hu_l1_l2", "hu_l1_l2")
 
 
 # --------------------------------------------------------------------------- files
@@ -688,11 +683,6 @@ def _fmt(value) -> str:
     return "" if value is None else f"{float(value):.2f}"
 
 
-def _level_value(level: Mapping, new: str, old: str):
-    """``level[new]``, or the value under its result-format-2 name `old`."""
-    return level[new] if new in level else level.get(old)
-
-
 def _csv_row(case: str, status: str, error: str, result: Mapping | None) -> dict:
     row = {c: "" for c in RESULTS_COLUMNS}
     row.update(case=case, status=status, error=error)
@@ -706,7 +696,7 @@ def _csv_row(case: str, status: str, error: str, result: Mapping | None) -> dict
         if f"level_uncertain:{name}" in flags:
             continue                    # a number under a name that may be wrong is not written
         level = (result.get("levels") or {}).get(name) or {}
-        row[f"{name}_mean_hu"] = _fmt(_level_value(level, "mean_hu", "hu_mean"))
+        row[f"{name}_mean_hu"] = _fmt(renamed_value(level, "mean_hu", "hu_mean"))
         row[f"{name}_bmd_mg_cm3"] = _fmt(level.get("bmd_mg_cm3"))
     row["flags"] = ";".join(flags)
     return row

@@ -58,6 +58,7 @@ from ._util import (
     json_safe,
     package_versions,
     record_dict,
+    renamed_value,
 )
 from ._version import __version__
 from .classify import (
@@ -556,7 +557,7 @@ def report_text(result: Mapping) -> str:
     lines = [f"bmdqct report{f' - {case}' if case else ''} (bmdqct {provenance.get('bmdqct_version', '')})",
              f"{'level':<6}{'status':<10}{'HU mean':>9}{'SD':>7}{'voxels':>8}{'BMD':>9}  note"]
     for name, m in (result.get("levels") or {}).items():
-        mean_hu, sd_hu = _get(m, "mean_hu", "hu_mean"), _get(m, "sd_hu", "hu_sd")
+        mean_hu, sd_hu = renamed_value(m, "mean_hu", "hu_mean"), renamed_value(m, "sd_hu", "hu_sd")
         hu = "" if mean_hu is None else f"{mean_hu:.1f}"
         sd = "" if sd_hu is None else f"{sd_hu:.1f}"
         bmd = "" if m.get("bmd_mg_cm3") is None else f"{m['bmd_mg_cm3']:.1f}"
@@ -568,9 +569,9 @@ def report_text(result: Mapping) -> str:
         mineral = (calibration or {}).get("mineral", "K2HPO4")
         lines.append(f"BMD ({used}): {result['bmd_l1_l2_mg_cm3']:.1f} mg/cm3 {mineral}-equivalent -> "
                      f"{str(result.get('category')).upper()}")
-    elif _get(result, "mean_hu_l1_l2", "hu_l1_l2") is not None:
+    elif renamed_value(result, "mean_hu_l1_l2", "hu_l1_l2") is not None:
         unit = "HU" if calibration else "(no calibration: HU only)"
-        lines.append(f"HU ({used}): {_get(result, 'mean_hu_l1_l2', 'hu_l1_l2'):.1f} {unit}; no category")
+        lines.append(f"HU ({used}): {renamed_value(result, 'mean_hu_l1_l2', 'hu_l1_l2'):.1f} {unit}; no category")
     lines.append(f"diagnosis: {(result.get('diagnosis') or {}).get('reason', '')}")
     flags = (result.get("qc") or {}).get("flags") or []
     if flags:
@@ -580,11 +581,6 @@ def report_text(result: Mapping) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _get(entry: Mapping, key: str, old: str):
-    """``entry[key]``, or the value under its result-format-2 name `old` (None if neither)."""
-    return entry[key] if key in entry else entry.get(old)
 
 
 def _as_volume(ct_or_path) -> tuple[CTVolume, str | None]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from ._util import atomic_write_text, deprecated_alias
+from ._util import atomic_write_text, deprecated_alias, renamed_value
 from ._version import __version__
 from .errors import InputError
 
@@ -270,11 +270,6 @@ def _manifest_notes(path: Path) -> dict[str, tuple[str, ...]]:
             for c in manifest.get("cases") or () if isinstance(c, Mapping)}
 
 
-def _mean_hu_l1_l2(result: Mapping):
-    """``mean_hu_l1_l2`` of a result.json (``hu_l1_l2`` in result formats 1 and 2)."""
-    return result["mean_hu_l1_l2"] if "mean_hu_l1_l2" in result else result.get("hu_l1_l2")
-
-
 def _number(text) -> float | None:
     if text is None or text == "":
         return None
@@ -302,7 +297,7 @@ def _row(out: Path, row: Mapping[str, str], notes: tuple[str, ...]) -> ReviewRow
         case=case, status=row.get("status") or "", reason=row.get("error") or "",
         category=row.get("category") or "",
         bmd_mg_cm3={n: _number(row.get(f"{n}_bmd_mg_cm3")) for n in LEVEL_COLUMNS},
-        bmd_l1_l2_mg_cm3=_number(row.get("bmd_l1_l2_mg_cm3")), mean_hu_l1_l2=_number(_mean_hu_l1_l2(result)),
+        bmd_l1_l2_mg_cm3=_number(row.get("bmd_l1_l2_mg_cm3")), mean_hu_l1_l2=_number(renamed_value(result, "mean_hu_l1_l2", "hu_l1_l2")),
         levels_used=row.get("levels_used") or "", flags=flags, flag_messages=messages, notes=notes,
         files=files, thumbnail=f"{case}/qc.png" if (folder / "qc.png").is_file() else None)
 
