@@ -135,7 +135,7 @@ def resample_to_model_grid(array, source_spacing, target_spacing, *, order: int 
     ratio = np.asarray(target_spacing, dtype=np.float64) / source_spacing
     shape = np.maximum(1, np.round(np.asarray(array.shape) / ratio).astype(int))
     # voxel centre m of the new grid sits at (m + 0.5) * ratio - 0.5 in the old one
-    positions = [(np.arange(n) + 0.5) * r - 0.5 for n, r in zip(shape, ratio)]
+    positions = [_source_positions(n, r) for n, r in zip(shape, ratio)]
     if order == 0:
         index = [np.clip(np.round(p).astype(int), 0, n - 1) for p, n in zip(positions, array.shape)]
         return np.asarray(array)[np.ix_(*index)], ratio
@@ -247,10 +247,10 @@ def _spine_crop_centre(model_hu, spacing, ratio, canal) -> np.ndarray:
         return centre
     # only where the canal was seen (within 10 mm): beyond its ends the body line is only held
     # constant, and the column may bend away there (the sacrum)
-    ok = np.flatnonzero(np.asarray(canal.valid, bool) & np.isfinite(np.asarray(canal.body_centre_index)).all(axis=1))
-    source_k = (np.arange(model_hu.shape[0]) + 0.5) * float(ratio[0]) - 0.5
+    ks = _canal_slices(canal)
+    source_k = _source_positions(model_hu.shape[0], ratio[0])
     margin = 10.0 / (float(spacing[0]) / float(ratio[0]))          # 10 mm in source slices
-    seen = (source_k >= ok[0] - margin) & (source_k <= ok[-1] + margin)
+    seen = (source_k >= ks[0] - margin) & (source_k <= ks[-1] + margin)
     stray = seen & (np.hypot(*((centre - line) * np.asarray(spacing)[1:]).T) > CANAL_OVERRIDE_MM)
     if stray.any():
         logger.info("crop centre moved onto the spinal canal's body line on %d of %d slices", stray.sum(),
@@ -297,11 +297,10 @@ def canal_centre_line(canal, ratio, n_slices: int, spacing_mm) -> np.ndarray | N
     [19.75, 24.75]
     """
     centre = np.asarray(canal.body_centre_index, float)
-    ok = np.asarray(canal.valid, bool) & np.isfinite(centre).all(axis=1)
-    if ok.sum() < max(3, CANAL_MIN_SHARE * ok.size):
+    ks = _canal_slices(canal)
+    if ks.size < max(3, CANAL_MIN_SHARE * centre.shape[0]):
         return None
-    ks = np.flatnonzero(ok)
-    source_k = (np.arange(n_slices) + 0.5) * float(ratio[0]) - 0.5
+    source_k = _source_positions(n_slices, ratio[0])
     out = np.empty((n_slices, 2))
     for axis in (0, 1):
         source = np.interp(source_k, ks, centre[ks, axis])
@@ -309,6 +308,17 @@ def canal_centre_line(canal, ratio, n_slices: int, spacing_mm) -> np.ndarray | N
     sigma = 8.0 / float(spacing_mm[0])
     valid = np.ones(n_slices, bool)
     return np.stack([_smooth_track(out[:, i], valid, sigma) for i in range(2)], axis=1)
+
+
+def _canal_slices(canal) -> np.ndarray:
+    """Source slices where the canal's body centre is known (valid and finite)."""
+    known = np.asarray(canal.valid, bool) & np.isfinite(np.asarray(canal.body_centre_index, float)).all(axis=1)
+    return np.flatnonzero(known)
+
+
+def _source_positions(n: int, ratio: float) -> np.ndarray:
+    """Source-grid index of each of `n` model voxel centres along one axis (step 1 of the module notes)."""
+    return (np.arange(n) + 0.5) * float(ratio) - 0.5
 
 
 def _body_centre(hu: np.ndarray) -> np.ndarray:
