@@ -347,13 +347,17 @@ def _scan(path) -> tuple[Path, dict[str, list[_Header]], list[Path]]:
             f"recursively (e.g. {example}); expected DICOM files of a CT series, "
             "or a .nii/.nii.gz, .mha/.mhd or .nrrd file")
     if not_dicom:
-        names = ", ".join(os.path.relpath(p, path) if p != path else p.name for p in not_dicom[:5])
         logger.warning("%s: %d file(s) skipped, not readable as DICOM (e.g. %s)", path,
-                       len(not_dicom), names)
+                       len(not_dicom), _some_names(not_dicom, path, 5))
     if len(skipped) > len(not_dicom):
         logger.debug("%s: %d DICOM file(s) without an image series were skipped", path,
                      len(skipped) - len(not_dicom))
     return path, series, not_dicom
+
+
+def _some_names(files: list[Path], root: Path, n: int) -> str:
+    """The first `n` of `files`, relative to the folder `root` searched (the file's name if it is `root`)."""
+    return ", ".join(os.path.relpath(p, root) if p != root else p.name for p in files[:n])
 
 
 def _text(ds, keyword) -> str | None:
@@ -574,10 +578,9 @@ def read_dicom(path, *, series_uid: str | None = None):
     chosen, choice = choose_series(infos, root, series_uid=series_uid)
     input_flags: list[tuple[str, str]] = []
     if not_dicom:
-        names = ", ".join(os.path.relpath(p, root) if p != root else p.name for p in not_dicom[:3])
         input_flags.append(("files_skipped", (
-            f"{len(not_dicom)} file(s) in {root} are not readable as DICOM and were skipped (e.g. {names}); "
-            "a damaged slice of the series would leave a gap")))
+            f"{len(not_dicom)} file(s) in {root} are not readable as DICOM and were skipped "
+            f"(e.g. {_some_names(not_dicom, root, 3)}); a damaged slice of the series would leave a gap")))
     if choice is not None:
         logger.warning("%s: %s", root, choice)
         if series_uid is None:

@@ -218,10 +218,15 @@ def _squeeze3d(array: np.ndarray, path: Path) -> np.ndarray:
     if array.ndim != 3:
         raise InputError(f"{path}: image of shape {array.shape}; expected a 3-D volume "
                          "(a single 2-D slice or a 4-D/multi-component image cannot be measured)")
+    _check_real(array, path)
+    return array
+
+
+def _check_real(array: np.ndarray, path: Path) -> None:
+    """Refuse voxels that are not one real number (complex; a colour/structured dtype)."""
     if array.dtype.kind not in "biuf":
         raise InputError(f"{path}: voxels of type {array.dtype} (complex or colour); expected one "
                          "real number per voxel")
-    return array
 
 
 def _check_ct_array(array: np.ndarray, path: Path) -> None:
@@ -357,9 +362,7 @@ def _read_itk_raw(path: Path):
                          "expected a 3-D scalar volume (a single 2-D slice, a 4-D series or a "
                          "vector/colour image cannot be measured)")
     array = sitk.GetArrayFromImage(image)
-    if array.dtype.kind not in "biuf":
-        raise InputError(f"{path}: voxels of type {array.dtype} (complex); expected one real "
-                         "number per voxel")
+    _check_real(array, path)
     return array, _itk_affine(image)
 
 
@@ -648,13 +651,14 @@ def write_nifti(volume_or_labels, path, *, like=None, sidecar: bool = False) -> 
     if sidecar and not is_labels:
         known = {}
         for key in SIDECAR_KEYS:        # what read_sidecar would refuse (a kVp of 0, say) is left out
+            value = obj.metadata.get(key)
+            if value is None:
+                continue
             try:
-                value = obj.metadata.get(key)
-                if value is not None:
-                    known[key] = _sidecar_value(key, value)
+                known[key] = _sidecar_value(key, value)
             except (TypeError, ValueError):
                 logger.warning("%s: metadata %s = %r not written to the sidecar (not a valid value)",
-                               path, key, obj.metadata.get(key))
+                               path, key, value)
         atomic_write_text(sidecar_path(path), json.dumps(json_safe(known), indent=2) + "\n")
     return path
 
