@@ -465,12 +465,16 @@ def test_detached_headers(tmp_path):
 # --------------------------------------------------------------------------- JSON sidecars
 
 
+def _small_ct(metadata=None) -> CTVolume:
+    """A 4 x 6 x 6 soft-tissue volume on 2 x 1 x 1 mm voxels, with `metadata`."""
+    return CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0), metadata=metadata or {})
+
+
 def test_sidecar_round_trip_carries_the_scanner_metadata(tmp_path):
     from bmdqct.io._read import SIDECAR_KEYS
 
-    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0),
-                                metadata={"kvp": 100.0, "study_date": "2024-06-25", "device_serial": "SYN-0002",
-                                          "manufacturer": "bmdqct-synthetic", "source": "/not/this"})
+    vol = _small_ct({"kvp": 100.0, "study_date": "2024-06-25", "device_serial": "SYN-0002",
+                     "manufacturer": "bmdqct-synthetic", "source": "/not/this"})
     path = write_nifti(vol, tmp_path / "ct.nii.gz", sidecar=True)
     side = json.loads((tmp_path / "ct.json").read_text())
     assert side == {"kvp": 100.0, "study_date": "2024-06-25", "device_serial": "SYN-0002",
@@ -485,7 +489,7 @@ def test_sidecar_round_trip_carries_the_scanner_metadata(tmp_path):
 
 
 def test_dcm2niix_style_sidecar_is_read(tmp_path):
-    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0))
+    vol = _small_ct()
     path = write_nifti(vol, tmp_path / "scan.NII.GZ")
     (tmp_path / "scan.json").write_text(json.dumps({
         "Modality": "CT", "Manufacturer": "SIEMENS", "ManufacturersModelName": "SOMATOM Force",
@@ -503,7 +507,7 @@ def test_dcm2niix_style_sidecar_is_read(tmp_path):
     ("[1, 2]", "must be a JSON object"),
 ])
 def test_broken_sidecar_is_refused_naming_it(tmp_path, text, match):
-    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0))
+    vol = _small_ct()
     path = write_nifti(vol, tmp_path / "ct.nii.gz")
     (tmp_path / "ct.json").write_text(text)
     with pytest.raises(InputError, match=match) as info:
@@ -517,7 +521,7 @@ def test_broken_sidecar_is_refused_naming_it(tmp_path, text, match):
     ('{"StudyDate": "yesterday", "StationName": "CT1"}', "StudyDate = 'yesterday' is not valid"),
 ])
 def test_a_bad_sidecar_value_is_left_out_with_a_warning(tmp_path, caplog, text, message):
-    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0))
+    vol = _small_ct()
     path = write_nifti(vol, tmp_path / "ct.nii.gz")
     (tmp_path / "ct.json").write_text(text)
     with caplog.at_level(logging.WARNING, logger="bmdqct"):
@@ -527,8 +531,7 @@ def test_a_bad_sidecar_value_is_left_out_with_a_warning(tmp_path, caplog, text, 
 
 
 def test_sidecar_writer_leaves_out_what_the_reader_would_refuse(tmp_path, caplog):
-    vol = CTVolume.from_spacing(np.full((4, 6, 6), 40.0), (2.0, 1.0, 1.0),
-                                metadata={"kvp": 0.0, "exposure_mas": 12.0, "station": "CT1"})
+    vol = _small_ct({"kvp": 0.0, "exposure_mas": 12.0, "station": "CT1"})
     with caplog.at_level(logging.WARNING, logger="bmdqct"):
         path = write_nifti(vol, tmp_path / "ct.nii.gz", sidecar=True)
     assert json.loads((tmp_path / "ct.json").read_text()) == {"exposure_mas": 12.0, "station": "CT1"}
