@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import functools
 import math
 import os
 import tempfile
@@ -163,6 +164,53 @@ def deprecated_alias(new: str, old: str) -> property:
 
 
 # --------------------------------------------------------------------------- files
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS tells it, else the machine's).
+
+    Examples
+    --------
+    >>> usable_cores() >= 1
+    True
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return max(os.cpu_count() or 1, 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap memory freed so far back to the system (glibc ``malloc_trim(0)``).
+
+    numpy's, scipy's and TensorFlow's large temporaries are freed into glibc's
+    arenas (one per thread that allocated), which keep them: the process's
+    resident memory then stays at its high-water mark. Called after the
+    network and after threaded work, so the next stage starts from what is in
+    use. A no-op returning False where there is no glibc.
+
+    Examples
+    --------
+    >>> isinstance(release_freed_memory(), bool)
+    True
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:

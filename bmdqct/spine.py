@@ -52,12 +52,15 @@ True
 
 from __future__ import annotations
 
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
+from ._util import usable_cores
 from .errors import GeometryError, InputError
 from .volume import CANONICAL_ORIENTATION, CTVolume
 
@@ -167,16 +170,25 @@ _RAYS = np.stack([np.cos(np.linspace(0, 2 * np.pi, _N_RAYS, endpoint=False)),
                   np.sin(np.linspace(0, 2 * np.pi, _N_RAYS, endpoint=False))], axis=1)
 
 
+@functools.lru_cache(maxsize=8)
+def _ray_offsets(max_steps: int) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Per ray, the distinct pixel offsets of its steps 1 .. `max_steps` (rounded)."""
+    steps = np.arange(1, max_steps + 1)
+    return tuple(tuple(dict.fromkeys(zip(np.rint(dy * steps).astype(int).tolist(),
+                                         np.rint(dx * steps).astype(int).tolist())))
+                 for dy, dx in _RAYS)
+
+
 def _ray_hits(bone: np.ndarray, max_steps: int) -> np.ndarray:
     """Number of the 16 rays from each pixel of a 2-D mask that meet `bone` within `max_steps`."""
     ny, nx = bone.shape
     pad = max_steps + 1
     padded = np.pad(bone, pad)
     count = np.zeros(bone.shape, np.int16)
-    for dy, dx in _RAYS:
-        hit = np.zeros(bone.shape, bool)
-        for step in range(1, max_steps + 1):
-            oy, ox = int(round(dy * step)), int(round(dx * step))
+    hit = np.empty(bone.shape, bool)
+    for offsets in _ray_offsets(max_steps):
+        hit[:] = False
+        for oy, ox in offsets:
             hit |= padded[pad + oy:pad + oy + ny, pad + ox:pad + ox + nx]
         count += hit
     return count
@@ -344,11 +356,16 @@ def find_spinal_canal(volume: CTVolume, *, hit_hu: float = 95.0, dense_hu: float
     fy, fx = (ny - 1) / (my - 1), (nx - 1) / (mx - 1)  # grid index -> volume index
     sigma = (0.5 * g / sy if g > 1.2 * sy else 0.0, 0.5 * g / sx if g > 1.2 * sx else 0.0)
     grid = np.empty((n, my, mx), np.float32)
-    for k in range(n):
+
+    def to_grid(k):
         sl = ndimage.gaussian_filter(hu[k], sigma) if max(sigma) > 0 else hu[k]
         # grid index -> volume index is (fy, fx) * index: an exact output shape, unlike zoom
         grid[k] = (ndimage.affine_transform(sl, (fy, fx), output_shape=(my, mx), order=1, mode="nearest")
                    if (my, mx) != (ny, nx) else sl)
+
+    # scipy.ndimage releases the GIL: the slices are filtered on every usable core
+    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
+        list(pool.map(to_grid, range(n)))
     cands = [
         [(r * fy, c * fx, a, sc) for (r, c, a, sc) in _slice_candidates(
             grid[k], g, hit_hu=hit_hu, dense_hu=dense_hu, ray_mm=ray_mm, min_rays=min_rays,

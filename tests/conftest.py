@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bmdqct._util import release_freed_memory
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = PROJECT_ROOT.parent / "shared" / "data" / "real"
 
@@ -29,21 +31,6 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("subprocess") is None)
 
 
-def _malloc_trim():
-    """glibc's malloc_trim(0), or None where there is no glibc."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
 @pytest.fixture(autouse=True)
 def _return_freed_memory():
     """After each test, hand the heap memory it freed back to the system (glibc ``malloc_trim``).
@@ -52,8 +39,7 @@ def _return_freed_memory():
     them; trimming lets the resident memory follow what is in use.
     """
     yield
-    if _TRIM is not None:
-        _TRIM(0)
+    release_freed_memory()
 
 
 @pytest.fixture

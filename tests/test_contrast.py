@@ -206,3 +206,30 @@ def test_hu_offset_is_a_deprecated_alias_of_offset_hu():
     assert "hu_offset" not in finding.to_dict()
     with pytest.warns(DeprecationWarning, match="ContrastFinding.hu_offset is deprecated, use ContrastFinding.offset_hu"):
         assert finding.hu_offset == 20.0
+
+
+def _ray_hits_reference(bone, max_steps):
+    """The ray count written out pixel by pixel and step by step."""
+    from bmdqct.spine import _RAYS
+
+    count = np.zeros(bone.shape, int)
+    for (r, c), _ in np.ndenumerate(bone):
+        for dy, dx in _RAYS:
+            for step in range(1, max_steps + 1):
+                rr, cc = r + int(round(dy * step)), c + int(round(dx * step))
+                if 0 <= rr < bone.shape[0] and 0 <= cc < bone.shape[1] and bone[rr, cc]:
+                    count[r, c] += 1
+                    break
+    return count
+
+
+def test_ray_hits_match_the_pixel_by_pixel_count():
+    from bmdqct.spine import _ray_hits, _ray_offsets
+
+    assert _ray_offsets(3)[0] == ((1, 0), (2, 0), (3, 0))       # the first ray runs down the rows
+    assert len(_ray_offsets(3)) == 16
+    bone = np.zeros((15, 17), bool)
+    bone[2, 3:14] = bone[12, 3:14] = bone[2:13, 3] = True     # a ring open on one side
+    bone[7, 9] = True
+    np.testing.assert_array_equal(_ray_hits(bone, 5), _ray_hits_reference(bone, 5))
+    assert _ray_hits(bone, 5)[7, 6] > _ray_hits(bone, 5)[7, 15]  # inside the ring more rays meet bone

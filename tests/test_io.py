@@ -223,6 +223,21 @@ def test_nifti_round_trip_float_hu(tmp_path):
     np.testing.assert_allclose(back.affine, vol.affine, atol=WORLD_TOL_MM)
 
 
+@pytest.mark.parametrize("name", ["f.nii", "f.nii.gz"])
+def test_float_nifti_volume_is_its_own_memory(tmp_path, name):
+    """A float32 NIfTI is read without a copy where nibabel hands a fresh array (gzip), and copied
+    where it hands a memory map (plain .nii): rewriting the file afterwards changes nothing loaded."""
+    vol = ramp_ct()
+    vol = vol.with_hu(vol.hu + 0.25)
+    path = write_nifti(vol, tmp_path / name)
+    back = load_ct(path)
+    assert back.hu.dtype == np.float32 and not back.hu.flags.writeable
+    np.testing.assert_array_equal(back.hu, vol.hu)
+    image = nib.load(path)
+    nib.save(nib.Nifti1Image(np.zeros(image.shape, np.float32), image.affine, image.header), path)
+    np.testing.assert_array_equal(back.hu, vol.hu)
+
+
 @pytest.mark.parametrize("suffix", [".mha", ".nrrd", ".mhd"])
 def test_itk_formats_read_exactly(tmp_path, suffix):
     """An ITK image stored P, I, R reads canonical with each voxel at its ITK position."""

@@ -646,3 +646,27 @@ def test_external_map_names_checked_by_the_decoder_without_renaming():
     assert {"L2", "L3"} <= flagged          # the map's L2, L3 are the decoder's certain L1, L2
     right = vertebra_labels_from_map(ct, truth, isolate_bodies=False)
     assert "level_disagreement" not in [f.code for f in right.flags]
+
+
+def test_rib_reaches_on_threads_equal_one_by_one():
+    """The threaded reach of every body is the reach computed body by body."""
+    from bmdqct.labeling._geometry import _crop_of, _level_boxes
+    from bmdqct.labeling._ribs import _BONE_HU, _rib_reach, _rib_reaches
+
+    lab = np.zeros((45, 70, 160), np.int16)
+    lab[2:13, 10:40, 60:100] = 20
+    lab[17:28, 10:40, 60:100] = 19
+    lab[32:43, 10:40, 60:100] = 18
+    hu = np.where(lab > 0, 250.0, 0.0)
+    hu[23:26, 30:35, 5:60] = hu[23:26, 30:35, 100:155] = 700.0     # T12's ribs
+    hu[38:41, 30:35, 20:60] = 700.0                                  # T11's right rib, shorter
+    ct = CTVolume.from_spacing(hu, (2, 1, 1))
+    boxes = _level_boxes(lab)
+    crops = [_crop_of(lab, lid, boxes[lid]) for lid in (18, 19, 20)]
+    extents = [(int(np.nonzero((lab == lid).any(axis=(1, 2)))[0][[0, -1]][0]),
+                int(np.nonzero((lab == lid).any(axis=(1, 2)))[0][-1]), float(c.centroid()[0]))
+               for lid, c in zip((18, 19, 20), crops)]
+    one_by_one = [_rib_reach(ct, c, lab, ct.spacing, _BONE_HU, [e for j, e in enumerate(extents) if j != i])
+                  for i, c in enumerate(crops)]
+    assert _rib_reaches(ct, crops, lab, ct.spacing, _BONE_HU, extents) == one_by_one
+    assert one_by_one[1][:2] == (56.0, 56.0) and one_by_one[0][0] > 30.0 and one_by_one[2][:2] == (0.0, 0.0)

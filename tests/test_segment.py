@@ -220,7 +220,7 @@ def test_segment_spine_maps_back_to_the_ct_grid():
     # the threshold model also finds the posterior bar; compare within the bodies' columns
     dice = 2 * (found & bodies).sum() / ((found & ~_bars(volume)).sum() + bodies.sum())
     assert dice > 0.9
-    assert seg.confidence.shape == volume.shape
+    assert seg.confidence.shape == volume.shape and seg.confidence.dtype == np.float16
     assert 0.5 <= seg.confidence.min() and seg.confidence.max() <= 1.0
 
 

@@ -257,7 +257,23 @@ def _read_nifti(path: Path):
     """Float32 array (file index order, writable copy) and LPS affine of a NIfTI file."""
     array, affine = _read_nifti_raw(path)
     _check_ct_array(array, path)
-    return array.astype(np.float32), affine, False
+    # nibabel hands a compressed file's data as a fresh array: keep it when it is float32
+    # already (a copy of a 512 x 512 x 350 scan costs 0.7 s); copy a memory map or a view
+    # of the file, and anything read-only
+    fresh = type(array) is np.ndarray and array.flags.writeable and not _maps_a_file(array)
+    return array.astype(np.float32, copy=not fresh), affine, False
+
+
+def _maps_a_file(array: np.ndarray) -> bool:
+    """True if `array` (or what it is a view of) is memory-mapped."""
+    import mmap
+
+    base = array
+    while base is not None:
+        if isinstance(base, (np.memmap, mmap.mmap)):
+            return True
+        base = getattr(base, "base", None)
+    return False
 
 
 def _load_nifti(path: Path):

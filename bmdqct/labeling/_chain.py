@@ -31,7 +31,7 @@ from ._ribs import (
     _RIB_HEAD_MM3,
     _RIB_REACH_MM,
     _SHORT_RIB_REACH_MM,
-    _rib_reach,
+    _rib_reaches,
     _ribs_may_be_cut,
 )
 
@@ -179,6 +179,8 @@ def _decode_chain(volume, bodies: list[tuple[_Crop, int]], classes: np.ndarray, 
     for i, (crop, _) in enumerate(order, start=1):
         raw[crop.box][crop.mask] = i
     extents = [(*_z_extent(crop), float(crop.centroid()[0])) for crop, _ in order]
+    reaches = (_rib_reaches(volume, [crop for crop, _ in order], raw, spacing, _BONE_HU, extents)
+               if check_ribs else None)
     cues = []
     for i, (crop, c) in enumerate(order):
         votes = None
@@ -187,8 +189,7 @@ def _decode_chain(volume, bodies: list[tuple[_Crop, int]], classes: np.ndarray, 
             votes = tuple(float(v) for v in counts / max(counts.sum(), 1.0))
         sides: tuple = (None, None)
         if check_ribs:
-            others = [e for j, e in enumerate(extents) if j != i]
-            reach = _rib_reach(volume, crop, raw, spacing, _BONE_HU, others)
+            reach = reaches[i]
             sides = tuple(_side_seen(r, reach[2]) for r in reach[:2])
             if _ribs_may_be_cut(crop):           # at the scan's edge ribs may be cut: count only a find
                 sides = tuple(s if s == "long" else None for s in sides)

@@ -592,7 +592,7 @@ def _level_info(name, lid, c, crop: _Crop, volume: CTVolume, conf) -> LevelInfo:
     z0 = float(volume.index_to_world([k0, centroid_vox[1], centroid_vox[2]])[2])
     z1 = float(volume.index_to_world([k1, centroid_vox[1], centroid_vox[2]])[2])
     n = int(mask.sum())
-    confidence = float(np.mean(conf[crop.box][mask])) if conf is not None else float("nan")
+    confidence = float(np.mean(conf[crop.box][mask], dtype=np.float64)) if conf is not None else float("nan")
     return LevelInfo(
         level=name, label_id=int(lid), source_class=c, slice_range=(k0, k1),
         z_range_mm=(round(z0, 3), round(z1, 3)),

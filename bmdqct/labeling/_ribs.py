@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import logging
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._util import release_freed_memory, usable_cores
 from ..levels import level_index
 from ..qc import QCFlag
 from ..volume import CTVolume, LabelVolume
-from ._geometry import _area_profile, _bbox, _check_grid, _crop_of, _disc_element, _is_level, _level_boxes
+from ._geometry import (
+    _area_profile,
+    _bbox,
+    _check_grid,
+    _crop_of,
+    _disc_element,
+    _is_level,
+    _level_boxes,
+)
 from ._types import RibCheck, VertebraLabels
 
 __all__ = ["RibCheck", "check_rib_levels"]
@@ -134,12 +144,12 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
     extents = {n: (int(c.box[0].start + np.nonzero(c.mask.any(axis=(1, 2)))[0][0]),
                    int(c.box[0].start + np.nonzero(c.mask.any(axis=(1, 2)))[0][-1]), float(c.centroid()[0]))
                for n, c in crops.items()}
-    for name in names:
-        crop = crops[name]
-        if not first <= level_index(name) <= last:
-            continue
-        others = [e for n, e in extents.items() if n != name]
-        right, left, head_mm3 = _rib_reach(volume, crop, raw, spacing, bone_hu, others)
+    checked = [n for n in names if first <= level_index(n) <= last]
+    found_reach = dict(zip(checked, _rib_reaches(volume, [crops[n] for n in checked], raw, spacing, bone_hu,
+                                                 [extents[n] for n in names],
+                                                 own=[names.index(n) for n in checked])))
+    for name in checked:
+        right, left, head_mm3 = found_reach[name]
         reach[name] = (right, left)
         heads[name] = head_mm3
         # a long rib, or a short one (a lumbar rib) whose head sits beside the body;
@@ -151,7 +161,7 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
             max(right, left) > _SHORT_RIB_REACH_MM and head_mm3 > _RIB_HEAD_MM3
             and (above is None or bearing[above]))
         # a body cut by the scan's edge, or next to it, may hide its ribs: count only a find
-        if found or not _ribs_may_be_cut(crop):
+        if found or not _ribs_may_be_cut(crops[name]):
             bearing[name] = found
     lowest = None
     for name in sorted(bearing, key=level_index, reverse=True):
@@ -169,6 +179,27 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
         consistent = False if "T12" in bearing else None
     return RibCheck(types.MappingProxyType(bearing), lowest, consistent, types.MappingProxyType(reach),
                     types.MappingProxyType(heads))
+
+
+def _rib_reaches(volume: CTVolume, bodies, labels: np.ndarray, spacing, bone_hu, extents, own=None):
+    """:func:`_rib_reach` of each of `bodies`, computed on every usable core.
+
+    `extents` holds the (first slice, last slice, centroid slice) of every body of the
+    column; body ``k`` is ``extents[own[k]]`` (default: ``own[k] = k``) and the others
+    are its neighbours. scipy.ndimage releases the GIL, so threads share the work.
+    """
+    own = range(len(bodies)) if own is None else own
+
+    def one(k):
+        others = [e for j, e in enumerate(extents) if j != own[k]]
+        return _rib_reach(volume, bodies[k], labels, spacing, bone_hu, others)
+
+    if len(bodies) < 2:
+        return [one(k) for k in range(len(bodies))]
+    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
+        reaches = list(pool.map(one, range(len(bodies))))
+    release_freed_memory()  # what the worker threads' arenas keep
+    return reaches
 
 
 def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, others=()):
