@@ -250,6 +250,71 @@ def _solid(crop: _Crop, spacing, radius_mm: float = SOLID_RADIUS_MM) -> _Crop:
     return _Crop(box, filled, shape)
 
 
+#: Bone threshold (HU) of the cortical shell a body mask is grown into (:func:`_to_cortex`).
+CORTEX_HU = 150.0
+#: How far (mm) a mask may be grown to its cortex: two voxels of the model's 2 mm grid.
+CORTEX_REACH_MM = 4.0
+
+
+def _to_cortex(crop: _Crop, hu: np.ndarray, spacing, taken: np.ndarray | None = None, *,
+               bone_hu: float = CORTEX_HU, reach_mm: float = CORTEX_REACH_MM) -> _Crop:
+    """The body grown outwards up to the crest of its cortex, where the network stopped short.
+
+    On real CT the network, trained on synthetic bodies with a bright, thick cortex,
+    puts a body's boundary inside its thin real cortex (on ``ts_abdomen_3mm`` one
+    3 mm voxel all round: a quarter of an L1 body's volume). The mask grows by one
+    6-connected step at a time (along each axis only while the step count times the
+    voxel size is within `reach_mm`) into voxels that are bone (``>= bone_hu``), not
+    `taken` (a full-grid mask of the other bodies' voxels; default none), and
+    brighter than the darkest boundary voxel of the mask beside them: the HU still
+    rises outwards, so the mask has not reached the cortex's crest. Growth stops at
+    the crest, so it neither runs down the cortex's blurred outer flank nor along a
+    rib or pedicle as bright as the cortex it leaves from (a synthetic body, already
+    segmented to its cortex, keeps its mask), nor into a disc or soft tissue.
+
+    Examples
+    --------
+    A body (1 mm voxels) whose mask stops short of its 400-HU cortex on one side and
+    reaches its 300-HU cortex on the other, beside a 300-HU rib: the mask takes the
+    first cortex and not the 250-HU flank beyond it, nor the rib:
+
+    >>> import numpy as np
+    >>> hu = np.array([[[300., 300., 200., 200., 400., 250., 0.]]])
+    >>> crop = _Crop((slice(0, 1), slice(0, 1), slice(1, 4)), np.ones((1, 1, 3), bool), hu.shape)
+    >>> grown = _to_cortex(crop, hu, (1.0, 1.0, 1.0))
+    >>> grown.box[2], grown.mask.astype(int).tolist()
+    (slice(0, 7, None), [[[0, 1, 1, 1, 1, 0, 0]]])
+    """
+    spacing = np.asarray(spacing, float)
+    steps = int(np.floor(reach_mm / spacing.min() + 1e-9))
+    if steps < 1:
+        return crop
+    pad = [int(np.floor(reach_mm / s + 1e-9)) for s in spacing]
+    box = tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(crop.box, pad, crop.shape))
+    inner = tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(crop.box, box))
+    mask = np.zeros(tuple(b.stop - b.start for b in box), bool)
+    mask[inner] = crop.mask
+    sub = np.asarray(hu[box], np.float32)
+    allowed = sub >= bone_hu
+    if taken is not None:
+        allowed &= ~taken[box]
+    six = ndi.generate_binary_structure(3, 1)
+    for step in range(1, steps + 1):
+        element = np.zeros((3, 3, 3), bool)
+        element[1, 1, 1] = True
+        for a in range(3):
+            if step * spacing[a] <= reach_mm + 1e-9:
+                element[tuple(slice(None) if i == a else 1 for i in range(3))] = True
+        boundary = mask & ~ndi.binary_erosion(mask, six, border_value=1)
+        # darkest boundary voxel next to each voxel (minus the max of the negated HU)
+        darkest = -ndi.grey_dilation(np.where(boundary, -sub, -np.inf).astype(np.float32), footprint=element)
+        shell = ndi.binary_dilation(mask, element) & ~mask & allowed & (sub > darkest)
+        if not shell.any():
+            break
+        mask |= shell
+    return _Crop(box, mask, crop.shape)
+
+
 def _convex_if_notched(mask: np.ndarray) -> np.ndarray:
     """A body whose sections are notched, with its notched sections replaced by their convex hulls.
 
