@@ -29,7 +29,6 @@ from ._chain import (
     _map_disagreement,
     _merge_same_body,
     _solid,
-    _to_cortex,
 )
 from ._discs import fit_to_discs
 from ._geometry import (
@@ -185,16 +184,9 @@ def label_vertebrae(volume: CTVolume, classes: LabelVolume, *, confidence=None,
     out = np.zeros(volume.shape, np.int16)
     names: dict[str, int] = {}
     infos: dict[str, LevelInfo] = {}
-    solid = [_solid(crop, volume.spacing) for crop, _ in order]
-    claimed = np.zeros(volume.shape, bool)       # every body's own voxels: growth keeps out of them
-    for crop in solid:
-        claimed[crop.box] |= crop.mask
-    for (_, c), crop, name, p, cue in zip(order, solid, decoding.names, decoding.probabilities, cues):
+    for (crop, c), name, p, cue in zip(order, decoding.names, decoding.probabilities, cues):
         lid = level_id(name)
-        own = claimed[crop.box] & ~crop.mask
-        claimed[crop.box] = own                  # free this body's voxels for its own growth
-        crop = _to_cortex(crop, volume.hu, volume.spacing, claimed)
-        claimed[crop.box] |= crop.mask
+        crop = _solid(crop, volume.spacing)
         region = out[crop.box]
         region[crop.mask & (region == 0)] = lid          # a neighbour's voxels stay its own
         crop = _Crop(crop.box, region == lid, crop.shape)
