@@ -9,7 +9,12 @@ Synthetic (seeds never used in training; training uses 10000+, validation 900+):
     other true body (class-agnostic; touching predictions are not penalised twice)
     — the "vertebral-body Dice";
   * class correctness: the majority predicted class inside each true T1-L2 body;
-  * names after labelling (bmdqct.labeling.label_vertebrae) for T12, L1, L2.
+  * names after labelling (bmdqct.labeling.label_vertebrae) for T12, L1, L2;
+  * the "named-body Dice": each true T1-L2 body not cut by the scan's end against
+    the labelled body of the same name (0 when that name is missing) — the masks a
+    user gets from measure(), naming errors included.
+The spinal canal is found first and given to the segmentation and the labelling, as
+bmdqct.measure does.
 ``--config heldout`` draws each scan from :func:`bmdqct.synthetic.heldout_options`
 (anatomy ranges and appearance families that no training run uses).
 Real (ts_abdomen_3mm and verse_lumbar_crop are training scans for the transfer
@@ -40,11 +45,12 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
     from bmdqct.labeling import label_vertebrae
     from bmdqct.levels import segmentation_class
     from bmdqct.segment import segment_spine
+    from bmdqct.spine import find_spinal_canal
     from bmdqct.synthetic import heldout_options, synthesize_ldct
 
     rng = np.random.default_rng(0)
     class_dice = {1: [], 2: [], 3: []}
-    body_dice, class_ok, names_ok, seconds = [], [], [], []
+    body_dice, class_ok, names_ok, seconds, named_dice = [], [], [], [], []
     certain_wrong, uncertain = 0, 0
     for seed in seeds:
         if config == "heldout":  # the configuration no training run draws from
@@ -55,8 +61,9 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
         if pixel_mm:
             options["pixel_mm"] = pixel_mm
         ct, truth = synthesize_ldct(seed, **options)
+        canal = find_spinal_canal(ct)   # as measure() does: the crop and the labelling use it
         t0 = time.perf_counter()
-        seg = segment_spine(ct, model)
+        seg = segment_spine(ct, model, canal=canal)
         seconds.append(time.perf_counter() - t0)
         predicted = np.asarray(seg.classes.labels)
         true_classes = np.asarray(truth.classes.labels)
@@ -76,7 +83,12 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
             votes[0] = 0
             class_ok.append(bool(votes.any()) and int(np.argmax(votes)) == segmentation_class(name))
         try:
-            labels = label_vertebrae(ct, seg.classes, confidence=seg.confidence)
+            labels = label_vertebrae(ct, seg.classes, confidence=seg.confidence, canal=canal)
+            for name, lid in truth.levels.names.items():  # the bodies a user gets, by name
+                body = levels == lid
+                if segmentation_class(name) == 0 or not body.any() or _at_edge(body):
+                    continue
+                named_dice.append(dice(body, labels.mask(name)) if name in labels.levels else 0.0)
             unsure = {f.level for f in labels.flags if f.code == "level_uncertain"}
             got = []
             for name in ("T12", "L1", "L2"):
@@ -104,9 +116,16 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
     return {"class_dice": {c: float(np.nanmean(v)) for c, v in class_dice.items()},
             "body_dice_mean": float(np.mean(body_dice)), "body_dice_min": float(np.min(body_dice)),
             "n_bodies": len(body_dice), "class_correct": float(np.mean(class_ok)),
+            "named_body_dice_mean": float(np.mean(named_dice)) if named_dice else float("nan"),
+            "n_named_bodies": len(named_dice),
             "names_T12_L1_L2_correct": float(np.mean(names_ok)), "n_names": len(names_ok),
             "names_certain_but_wrong": certain_wrong, "names_uncertain": uncertain,
             "seconds_mean": float(np.mean(seconds))}
+
+
+def _at_edge(mask: np.ndarray) -> bool:
+    """True if a body touches the first or last slice (cut by the scan's end)."""
+    return bool(mask[0].any() or mask[-1].any())
 
 
 def _voronoi_cells(levels: np.ndarray, spacing, margin_mm: float = 30.0):
@@ -126,16 +145,18 @@ def evaluate_ts_abdomen(model) -> dict:
     from bmdqct.io import load_ct, load_labels
     from bmdqct.labeling import label_vertebrae
     from bmdqct.segment import segment_spine
+    from bmdqct.spine import find_spinal_canal
 
     folder = REAL / "ts_abdomen_3mm"
     ct = load_ct(folder / "ct.nii.gz")
     levels = load_labels(folder / "totalseg_labels.nii.gz", like=ct, scheme="totalsegmentator")
     body = np.asarray(load_labels(folder / "totalseg_vertebrae_body.nii.gz", like=ct).labels) == 1
-    seg = segment_spine(ct, model)
+    canal = find_spinal_canal(ct)
+    seg = segment_spine(ct, model, canal=canal)
     out = {"classes_found": {n: int((np.asarray(seg.classes.labels) == c).sum())
                              for n, c in seg.classes.names.items()}}
     try:
-        labels = label_vertebrae(ct, seg.classes, confidence=seg.confidence)
+        labels = label_vertebrae(ct, seg.classes, confidence=seg.confidence, canal=canal)
         out["levels_named"] = list(labels.levels)
         for name in ("T12", "L1", "L2"):
             truth = levels.mask(name) & body
@@ -159,12 +180,14 @@ def evaluate_lidc(model) -> dict:
     from bmdqct.io import load_ct
     from bmdqct.labeling import label_vertebrae
     from bmdqct.segment import segment_spine
+    from bmdqct.spine import find_spinal_canal
 
     ct = load_ct(REAL / "lidc_0314_chest" / "dicom")
-    seg = segment_spine(ct, model)
+    canal = find_spinal_canal(ct)
+    seg = segment_spine(ct, model, canal=canal)
     out = {}
     try:
-        labels = label_vertebrae(ct, seg.classes, confidence=seg.confidence)
+        labels = label_vertebrae(ct, seg.classes, confidence=seg.confidence, canal=canal)
         order = sorted(labels.levels.values(), key=lambda info: -info.z_range_mm[1])
         out["levels_top_down"] = [info.level for info in order]
         out["classes_top_down"] = [info.source_class for info in order]
@@ -196,7 +219,7 @@ def main(argv=None) -> None:
         _print_synthetic(model, args)
     if args.skip_real:
         return
-    print("real CT (never used in training):")
+    print("real CT (ts_abdomen_3mm and verse_lumbar_crop are training scans of the transfer rounds):")
     ts = evaluate_ts_abdomen(model)
     print(f"  ts_abdomen_3mm: {ts}")
     lidc = evaluate_lidc(model)
@@ -211,6 +234,8 @@ def _print_synthetic(model, args) -> None:
           f"L1-L2 {syn['class_dice'][3]:.3f}")
     print(f"  vertebral-body Dice: mean {syn['body_dice_mean']:.3f} (min {syn['body_dice_min']:.3f}) "
           f"over {syn['n_bodies']} bodies")
+    print(f"  named-body Dice (each true T1-L2 body not cut by the scan's end against the labelled body "
+          f"of its name, 0 when missing): mean {syn['named_body_dice_mean']:.3f} over {syn['n_named_bodies']}")
     print(f"  correct class: {syn['class_correct']:.1%} of T1-L2 bodies")
     print(f"  T12/L1/L2 named correctly: {syn['names_T12_L1_L2_correct']:.1%} of {syn['n_names']}; "
           f"uncertain (not used for a category): {syn['names_uncertain']}; "
