@@ -537,3 +537,26 @@ def test_sidecar_writer_leaves_out_what_the_reader_would_refuse(tmp_path, caplog
     assert json.loads((tmp_path / "ct.json").read_text()) == {"exposure_mas": 12.0, "station": "CT1"}
     assert "kvp = 0.0 not written" in caplog.text
     assert load_ct(path).metadata["exposure_mas"] == 12.0
+
+
+@pytest.mark.parametrize("unit, per_mm", [("meter", 1e-3), ("micron", 1e3), ("mm", 1.0), ("unknown", 1.0)])
+def test_nifti_spatial_unit_is_honoured(tmp_path, unit, per_mm):
+    """A NIfTI whose header gives its geometry in metres or microns reads in mm."""
+    from bmdqct.io import load_labels
+
+    hu = np.full((6, 5, 4), -1000.0, np.float32)       # x, y, z of the file
+    hu[2:4, 2:4, 1:3] = 300.0
+    affine = np.diag([0.8 * per_mm, 0.8 * per_mm, 2.0 * per_mm, 1.0])
+    affine[:3, 3] = np.array([-10.0, 20.0, 30.0]) * per_mm
+    image = nib.Nifti1Image(hu, affine)
+    image.header.set_xyzt_units(unit)
+    nib.save(image, tmp_path / "ct.nii.gz")
+    ct = load_ct(tmp_path / "ct.nii.gz")
+    np.testing.assert_allclose(ct.spacing, (2.0, 0.8, 0.8))
+    # the bright block's centre: file index (2.5, 2.5, 1.5) -> RAS (-8, 22, 33) mm -> LPS (8, -22, 33)
+    centre = ct.index_to_world(np.argwhere(ct.hu > 0).mean(axis=0))
+    np.testing.assert_allclose(centre, (8.0, -22.0, 33.0), atol=1e-6)
+    labels = nib.Nifti1Image((hu > 0).astype(np.int16), affine)
+    labels.header.set_xyzt_units(unit)
+    nib.save(labels, tmp_path / "seg.nii.gz")
+    assert load_labels(tmp_path / "seg.nii.gz", like=ct).labels.sum() == 8

@@ -296,6 +296,10 @@ def _load_nifti(path: Path):
     return (nib.Nifti2Image if 540 in sizes else nib.Nifti1Image).from_bytes(data)
 
 
+#: Millimetres per NIfTI spatial unit other than mm (``header.get_xyzt_units()[0]``).
+_NIFTI_UNIT_MM = {"meter": 1000.0, "micron": 0.001}
+
+
 def _read_nifti_raw(path: Path):
     """Array in the file's dtype and LPS affine of a NIfTI file (nibabel)."""
     try:
@@ -309,6 +313,13 @@ def _read_nifti_raw(path: Path):
                             "are 0); expected a scanner-aligned affine; rewrite the file "
                             "with its true orientation (e.g. dcm2niix)")
     affine = image.affine
+    # NIfTI's spatial unit (xyzt_units): millimetres unless the header says metres or microns
+    # ("unknown", written by many tools, is read as mm, as nibabel and ITK do)
+    unit = image.header.get_xyzt_units()[0]
+    if unit in _NIFTI_UNIT_MM:
+        affine = affine.copy()
+        affine[:3] *= _NIFTI_UNIT_MM[unit]
+        logger.info("%s: NIfTI spatial unit %r: geometry scaled to mm", path, unit)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise GeometryError(f"{path}: the NIfTI affine (sform/qform) is not finite or not "
                             f"invertible ({np.round(affine[:3], 4).tolist()}); expected voxel axes "
