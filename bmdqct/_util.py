@@ -179,6 +179,22 @@ def usable_cores() -> int:
     return max(os.cpu_count() or 1, 1)
 
 
+#: Most threads the library's own thread pools use: each holds its working arrays, so the
+#: count bounds the memory they add on a many-core machine.
+MAX_WORKER_THREADS = 4
+
+
+def worker_threads() -> int:
+    """Threads for the library's pools: the usable cores, at most :data:`MAX_WORKER_THREADS`.
+
+    Examples
+    --------
+    >>> 1 <= worker_threads() <= MAX_WORKER_THREADS
+    True
+    """
+    return min(usable_cores(), MAX_WORKER_THREADS)
+
+
 @functools.lru_cache(maxsize=1)
 def _malloc_trim():
     """glibc's ``malloc_trim``, or None where there is no glibc."""

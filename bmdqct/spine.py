@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from ._util import usable_cores
+from ._util import worker_threads
 from .errors import GeometryError, InputError
 from .volume import CANONICAL_ORIENTATION, CTVolume
 
@@ -364,7 +364,7 @@ def find_spinal_canal(volume: CTVolume, *, hit_hu: float = 95.0, dense_hu: float
                    if (my, mx) != (ny, nx) else sl)
 
     # scipy.ndimage releases the GIL: the slices are filtered on every usable core
-    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
+    with ThreadPoolExecutor(max_workers=worker_threads()) as pool:
         list(pool.map(to_grid, range(n)))
     cands = [
         [(r * fy, c * fx, a, sc) for (r, c, a, sc) in _slice_candidates(

@@ -560,3 +560,14 @@ def test_nifti_spatial_unit_is_honoured(tmp_path, unit, per_mm):
     labels.header.set_xyzt_units(unit)
     nib.save(labels, tmp_path / "seg.nii.gz")
     assert load_labels(tmp_path / "seg.nii.gz", like=ct).labels.sum() == 8
+
+
+def test_nifti_with_a_nonstandard_time_unit_reads_in_mm(tmp_path):
+    """xyzt_units 66 (mm, with a time code nibabel does not know) and 4 (no spatial code) read as mm."""
+    hu = np.full((4, 4, 3), -1000.0, np.float32)
+    hu[1:3, 1:3, 1] = 300.0
+    for code in (66, 4):
+        image = nib.Nifti1Image(hu, np.diag([0.8, 0.8, 2.0, 1.0]))
+        image.header["xyzt_units"] = code
+        nib.save(image, tmp_path / f"ct{code}.nii.gz")
+        np.testing.assert_allclose(load_ct(tmp_path / f"ct{code}.nii.gz").spacing, (2.0, 0.8, 0.8))

@@ -254,7 +254,7 @@ def _check_ct_array(array: np.ndarray, path: Path) -> None:
 
 
 def _read_nifti(path: Path):
-    """Float32 array (file index order, writable copy) and LPS affine of a NIfTI file."""
+    """Float32 array (file index order; its own memory, never a view of the file) and LPS affine of a NIfTI file."""
     array, affine = _read_nifti_raw(path)
     _check_ct_array(array, path)
     # nibabel hands a compressed file's data as a fresh array: keep it when it is float32
@@ -298,6 +298,8 @@ def _load_nifti(path: Path):
 
 #: Millimetres per NIfTI spatial unit other than mm (``header.get_xyzt_units()[0]``).
 _NIFTI_UNIT_MM = {"meter": 1000.0, "micron": 0.001}
+#: NIfTI spatial unit codes (``xyzt_units & 7``); other values are read as mm.
+_NIFTI_SPATIAL_UNITS = {0: "unknown", 1: "meter", 2: "mm", 3: "micron"}
 
 
 def _read_nifti_raw(path: Path):
@@ -315,7 +317,8 @@ def _read_nifti_raw(path: Path):
     affine = image.affine
     # NIfTI's spatial unit (xyzt_units): millimetres unless the header says metres or microns
     # ("unknown", written by many tools, is read as mm, as nibabel and ITK do)
-    unit = image.header.get_xyzt_units()[0]
+    # (the spatial code itself, bits 0-2: nibabel's get_xyzt_units raises on an unknown time code)
+    unit = _NIFTI_SPATIAL_UNITS.get(int(image.header["xyzt_units"]) & 7)
     if unit in _NIFTI_UNIT_MM:
         affine = affine.copy()
         affine[:3] *= _NIFTI_UNIT_MM[unit]

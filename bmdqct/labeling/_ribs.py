@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._util import release_freed_memory, usable_cores
+from .._util import release_freed_memory, worker_threads
 from ..levels import level_index
 from ..qc import QCFlag
 from ..volume import CTVolume, LabelVolume
@@ -196,7 +196,7 @@ def _rib_reaches(volume: CTVolume, bodies, labels: np.ndarray, spacing, bone_hu,
 
     if len(bodies) < 2:
         return [one(k) for k in range(len(bodies))]
-    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
+    with ThreadPoolExecutor(max_workers=worker_threads()) as pool:
         reaches = list(pool.map(one, range(len(bodies))))
     release_freed_memory()  # what the worker threads' arenas keep
     return reaches

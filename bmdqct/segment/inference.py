@@ -128,7 +128,7 @@ def segment_spine(volume: CTVolume, model=None, *, overlap: float = 0.5, batch_s
     progress : bool
         Show a progress bar.
     canal : SpinalCanal, optional
-        The CT's spinal canal (:func:`bmdqct.spine.find_spinal_canal`, 2-3 s for a
+        The CT's spinal canal (:func:`bmdqct.spine.find_spinal_canal`, about 2 s for a
         512 x 512 x 350 scan): the network's crop then follows the vertebral bodies in
         front of it, which holds on cropped fields of view and beside bright vessels
         (:func:`~bmdqct.segment.grid.canal_centre_line`). Without it the crop follows
