@@ -82,13 +82,14 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
             votes = np.bincount(predicted[body], minlength=4)
             votes[0] = 0
             class_ok.append(bool(votes.any()) and int(np.argmax(votes)) == segmentation_class(name))
-        named = [(name, levels == lid) for name, lid in truth.levels.names.items()  # what a user gets
-                 if segmentation_class(name) != 0 and (levels == lid).any() and not _at_edge(levels == lid)]
-        n_before = len(named_dice)
+        named = []                        # the true bodies a user gets by name, with their masks
+        for name, lid in truth.levels.names.items():
+            body = levels == lid
+            if segmentation_class(name) != 0 and body.any() and not _at_edge(body):
+                named.append((name, body))
         try:
             labels = label_vertebrae(ct, seg.classes, confidence=seg.confidence, canal=canal)
-            named_dice.extend(dice(body, labels.mask(name)) if name in labels.levels else 0.0
-                              for name, body in named)
+            scores = [dice(body, labels.mask(name)) if name in labels.levels else 0.0 for name, body in named]
             unsure = {f.level for f in labels.flags if f.code == "level_uncertain"}
             got = []
             for name in ("T12", "L1", "L2"):
@@ -111,7 +112,8 @@ def evaluate_synthetic(model, seeds, *, pixel_mm=None, slice_mm=None, config="de
         except Exception as err:  # a labelling failure counts as three wrong names
             print(f"  seed {seed}: labelling failed: {err}")
             names_ok.extend([False] * 3)
-            named_dice = named_dice[:n_before] + [0.0] * len(named)
+            scores = [0.0] * len(named)
+        named_dice.extend(scores)
         print(f"  seed {seed}: body Dice so far {np.mean(body_dice):.3f}, "
               f"classes correct {np.mean(class_ok):.1%}, {seconds[-1]:.1f} s", flush=True)
     return {"class_dice": {c: float(np.nanmean(v)) for c, v in class_dice.items()},

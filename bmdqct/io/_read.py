@@ -296,10 +296,9 @@ def _load_nifti(path: Path):
     return (nib.Nifti2Image if 540 in sizes else nib.Nifti1Image).from_bytes(data)
 
 
-#: Millimetres per NIfTI spatial unit other than mm (``header.get_xyzt_units()[0]``).
-_NIFTI_UNIT_MM = {"meter": 1000.0, "micron": 0.001}
-#: NIfTI spatial unit codes (``xyzt_units & 7``); other values are read as mm.
-_NIFTI_SPATIAL_UNITS = {0: "unknown", 1: "meter", 2: "mm", 3: "micron"}
+#: Name and millimetres per unit of the NIfTI spatial unit codes (``xyzt_units & 7``) that are
+#: not mm; every other code (2 mm, 0 "unknown", written by many tools) is read as mm.
+_NIFTI_UNITS_NOT_MM = {1: ("meter", 1000.0), 3: ("micron", 0.001)}
 
 
 def _read_nifti_raw(path: Path):
@@ -315,14 +314,12 @@ def _read_nifti_raw(path: Path):
                             "are 0); expected a scanner-aligned affine; rewrite the file "
                             "with its true orientation (e.g. dcm2niix)")
     affine = image.affine
-    # NIfTI's spatial unit (xyzt_units): millimetres unless the header says metres or microns
-    # ("unknown", written by many tools, is read as mm, as nibabel and ITK do)
-    # (the spatial code itself, bits 0-2: nibabel's get_xyzt_units raises on an unknown time code)
-    unit = _NIFTI_SPATIAL_UNITS.get(int(image.header["xyzt_units"]) & 7)
-    if unit in _NIFTI_UNIT_MM:
+    # the spatial unit from its code bits (nibabel's get_xyzt_units raises on an unknown time code)
+    unit = _NIFTI_UNITS_NOT_MM.get(int(image.header["xyzt_units"]) & 7)
+    if unit is not None:
         affine = affine.copy()
-        affine[:3] *= _NIFTI_UNIT_MM[unit]
-        logger.info("%s: NIfTI spatial unit %r: geometry scaled to mm", path, unit)
+        affine[:3] *= unit[1]
+        logger.info("%s: NIfTI spatial unit %r: geometry scaled to mm", path, unit[0])
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise GeometryError(f"{path}: the NIfTI affine (sform/qform) is not finite or not "
                             f"invertible ({np.round(affine[:3], 4).tolist()}); expected voxel axes "
