@@ -73,8 +73,10 @@ def test_smoke_training_checkpoints_and_resumes(folder, tmp_path):
     config = TrainingConfig(preset=TINY, n_synthetic=0, n_validation=0, data_dirs=(str(folder),),
                             epochs=1, steps_per_epoch=2, batch_size=2, workers=1)
     output, ckpt = tmp_path / "model.keras", tmp_path / "ckpt"
-    model = train(config, output, checkpoint_dir=ckpt)
+    model = train(config, output, checkpoint_dir=ckpt, snapshot_dir=tmp_path / "epochs")
     assert output.is_file() and output.with_suffix(".json").is_file()
+    snapshot = load_model(tmp_path / "epochs" / "epoch-001.keras")
+    assert snapshot.info["epoch"] == 1 and snapshot.model_id == model.model_id  # one epoch: the best
     state = json.loads((ckpt / "state.json").read_text())
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert model.info["training"]["steps_per_epoch"] == 2
@@ -90,10 +92,12 @@ def test_smoke_training_checkpoints_and_resumes(folder, tmp_path):
 def test_train_command_runs(folder, tmp_path, capsys):
     code = main(["train", "--preset", "cpu-fast", "--synthetic", "0", "--validation", "0",
                  "--data", str(folder), "--epochs", "1", "--steps-per-epoch", "1",
+                 "--lr-patience", "7",
                  "-o", str(tmp_path / "m.keras"), "--checkpoint-dir", str(tmp_path / "c")])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model_id"].startswith("cpu-fast-")
+    assert load_model(tmp_path / "m.keras").info["training"]["lr_patience"] == 7
 
 
 @pytest.mark.slow

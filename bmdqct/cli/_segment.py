@@ -39,6 +39,9 @@ def register(commands, common) -> None:
     train.add_argument("--steps-per-epoch", type=int, default=100)
     train.add_argument("--batch-size", type=int, default=2)
     train.add_argument("--learning-rate", type=float, default=1e-4)
+    train.add_argument("--lr-patience", type=int, default=3, metavar="N",
+                       help="halve the learning rate after N epochs without a better validation "
+                            "Dice (default 3)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--init", default=None, metavar="MODEL",
                        help="start from this model's weights (fine-tuning; same preset)")
@@ -52,6 +55,9 @@ def register(commands, common) -> None:
     train.add_argument("--cache-dir", default=None,
                        help="prepared crops (default CHECKPOINT_DIR/cache; keep real-scan crops "
                             "outside the repository)")
+    train.add_argument("--snapshot-dir", default=None,
+                       help="also write every epoch's model there (epoch-NNN.keras), to judge "
+                            "epochs on real scans afterwards")
     train.set_defaults(func=_run_train)
 
 
@@ -82,11 +88,12 @@ def _run_train(args) -> int:
         synthetic_seed_start=args.synthetic_seed_start, n_validation=args.validation,
         validation_seed_start=args.validation_seed_start, data_dirs=tuple(args.data),
         label_scheme=args.label_scheme, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        lr_patience=args.lr_patience, seed=args.seed,
         init_model=args.init, generator=args.generator, data_fraction=args.data_fraction,
         transfer_augment=args.transfer_augment)
     model = train(config, args.output, checkpoint_dir=args.checkpoint_dir, cache_dir=args.cache_dir,
-                  resume=not args.no_resume, progress=True)
+                  resume=not args.no_resume, progress=True, snapshot_dir=args.snapshot_dir)
     print(json.dumps({"model": str(args.output), "model_id": model.model_id,
                       "validation_dice": model.info.get("validation_dice")}, indent=2))
     return 0

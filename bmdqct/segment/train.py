@@ -359,7 +359,7 @@ def _compile(network, learning_rate: float) -> None:
 
 
 def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, resume: bool = True,
-          progress: bool = False) -> SpineModel:
+          progress: bool = False, snapshot_dir=None) -> SpineModel:
     """Train (or resume training of) a spine model and write the best weights to `output`.
 
     Parameters
@@ -375,6 +375,11 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
         Prepared crops (default ``checkpoint_dir / "cache"``).
     progress : bool
         Show progress bars.
+    snapshot_dir : path, optional
+        When given, every epoch's model is also written there as
+        ``epoch-NNN.keras`` (+ ``.json``), so that epochs can be judged on real
+        scans afterwards, not only by the synthetic validation Dice that picks
+        `output`.
 
     Returns
     -------
@@ -428,11 +433,13 @@ def train(config: TrainingConfig, output, *, checkpoint_dir, cache_dir=None, res
                                  "val_dice": dice, "lr": state["lr"]})
         logger.info("epoch %d: loss %.4f, validation Dice %.4f, lr %.2g", state["epoch"],
                     np.mean(losses), dice, state["lr"])
+        info = {"training": config.to_dict(), "epoch": state["epoch"],
+                "validation_dice": dice, "training_seconds": round(state["seconds"], 1),
+                "history": state["history"]}
+        if snapshot_dir is not None:
+            save_model(replace(model, info=info), Path(snapshot_dir) / f"epoch-{state['epoch']:03d}.keras")
         if dice > state["best_dice"]:
             state["best_dice"], state["wait"] = dice, 0
-            info = {"training": config.to_dict(), "epoch": state["epoch"],
-                    "validation_dice": dice, "training_seconds": round(state["seconds"], 1),
-                    "history": state["history"]}
             save_model(replace(model, info=info), output)
         else:
             state["wait"] += 1
