@@ -612,6 +612,20 @@ def test_piece_of_a_body_with_the_wrong_class_joins_the_body():
     assert "class_merged" in [f.code for f in vl.flags]
 
 
+def test_class_voxels_scattered_into_the_next_body_do_not_join_the_two():
+    # a network that bridges the T12/L1 disc with a thin column of L1-L2 voxels running
+    # up into the lower 60 % of T12 (seen on ts_abdomen_3mm): T12 and L1 stay two bodies
+    ct, cls, truth = make_spine(("T11", "T12", "L1", "L2"))
+    lab = np.array(cls.labels)
+    t12_z = np.flatnonzero(truth.mask("T12").any(axis=(1, 2)))
+    l1_top = np.flatnonzero(truth.mask("L1").any(axis=(1, 2)))[-1]
+    y0, cx = 45, lab.shape[2] // 2                       # the body centre (1 mm pixels)
+    column = (slice(l1_top + 1, t12_z[0] + int(0.6 * len(t12_z))), slice(y0 - 2, y0 + 2), slice(cx - 2, cx + 2))
+    lab[column] = 3
+    vl = label_vertebrae(ct, LabelVolume(lab, cls.affine, cls.names))
+    _assert_bodies_in_named_vertebrae(vl, truth, ("T11", "T12", "L1", "L2"))
+
+
 # --------------------------------------------------------------------------- the column guard
 
 

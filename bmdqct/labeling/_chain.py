@@ -49,10 +49,19 @@ GUARD_HU = (40.0, 700.0)
 #: The rim (outer 1.5 mm) must be denser than the interior by at least this (HU);
 #: a contrast-filled vessel or heart chamber is the other way round.
 GUARD_RIM_EXCESS_HU = 0.0
+#: Two touching components of different classes are one body when they share most
+#: of the slices where each has a section of more than this share of its largest.
+CORE_SECTION_SHARE = 0.25
 
 
 def _merge_same_body(bodies: list[tuple[_Crop, int]], shape) -> list[tuple[_Crop, int]]:
-    """Join touching components of different classes that share most of their slices."""
+    """Join touching components of different classes that share most of their slices.
+
+    The slices compared are each component's sections of at least
+    :data:`CORE_SECTION_SHARE` of its largest section: a few voxels of one body's
+    class scattered into the next body (a real T12 painted partly L1-L2 next to a
+    whole L1) do not make the two bodies share their slices.
+    """
     bodies = list(bodies)
     merged = True
     while merged:
@@ -60,7 +69,7 @@ def _merge_same_body(bodies: list[tuple[_Crop, int]], shape) -> list[tuple[_Crop
         for a in range(len(bodies)):
             for b in range(a + 1, len(bodies)):
                 ca, cb = bodies[a][0], bodies[b][0]
-                za, zb = _z_extent(ca), _z_extent(cb)
+                za, zb = _z_extent(ca, CORE_SECTION_SHARE), _z_extent(cb, CORE_SECTION_SHARE)
                 overlap = min(za[1], zb[1]) - max(za[0], zb[0]) + 1
                 if overlap < 0.5 * min(za[1] - za[0] + 1, zb[1] - zb[0] + 1):
                     continue
@@ -77,8 +86,10 @@ def _merge_same_body(bodies: list[tuple[_Crop, int]], shape) -> list[tuple[_Crop
     return bodies
 
 
-def _z_extent(crop: _Crop) -> tuple[int, int]:
-    ks = np.nonzero(crop.mask.any(axis=(1, 2)))[0] + crop.box[0].start
+def _z_extent(crop: _Crop, min_share: float = 0.0) -> tuple[int, int]:
+    """First and last slice of `crop` whose section is more than `min_share` of its largest."""
+    area = crop.mask.sum(axis=(1, 2))
+    ks = np.nonzero(area > min_share * area.max())[0] + crop.box[0].start
     return int(ks[0]), int(ks[-1])
 
 
