@@ -41,16 +41,13 @@ def average(sources, out_path):
     files = [p for p, _ in sources if Path(p).with_suffix(".json").is_file()]
     preset = _preset_of(files[0]) if files else PRESETS["cpu-fast"]
     total = sum(w for _, w in sources)
-    weights = None
-    for path, w in sources:
+    network = load_network(sources[0][0])          # holds the average in the end
+    weights = [sources[0][1] / total * a for a in network.get_weights()]
+    for path, w in sources[1:]:
         layers = load_network(path).get_weights()
-        if weights is None:
-            weights = [w / total * a for a in layers]
-        else:
-            if len(layers) != len(weights):
-                raise SystemExit(f"{path}: not the network of {sources[0][0]}")
-            weights = [acc + w / total * a for acc, a in zip(weights, layers)]
-    network = load_network(sources[0][0])
+        if len(layers) != len(weights):
+            raise SystemExit(f"{path}: not the network of {sources[0][0]}")
+        weights = [acc + w / total * a for acc, a in zip(weights, layers)]
     network.set_weights(weights)
     info = {"averaged": [{"model": str(p), "weight": w / total} for p, w in sources]}
     return save_model(SpineModel(network, preset, info, ""), out_path)
