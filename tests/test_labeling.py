@@ -684,3 +684,39 @@ def test_rib_reaches_on_threads_equal_one_by_one():
                   for i, c in enumerate(crops)]
     assert _rib_reaches(ct, crops, lab, ct.spacing, _BONE_HU, extents) == one_by_one
     assert one_by_one[1][:2] == (56.0, 56.0) and one_by_one[0][0] > 30.0 and one_by_one[2][:2] == (0.0, 0.0)
+
+
+def test_rib_running_out_of_the_scan_counts_as_a_rib_at_the_edge():
+    """A rib of the lowest body that descends out of the scan is reported cut, and counts.
+
+    Its head sits beside the body and its shaft runs down into the scan's first
+    slice 26 mm beyond the wall: short by its reach (20-32 mm), but only because
+    the scan ends (ricord_chest: a fine-tuned model's lowest body lost its ribs
+    to this and was named L1).
+    """
+    from bmdqct.labeling._chain import _side_at_edge, _side_seen
+    from bmdqct.labeling._geometry import _crop_of, _level_boxes
+    from bmdqct.labeling._ribs import _BONE_HU, _rib_reach
+
+    lab = np.zeros((40, 70, 160), np.int16)
+    lab[0:11, 10:40, 60:100] = 19                                  # cut by the scan's first slice
+    lab[15:26, 10:40, 60:100] = 18
+    hu = np.where(lab > 0, 250.0, 0.0)
+    hu[1:10, 30:35, 100:113] = 700.0                               # rib head beside the body (left)
+    for x in range(113, 126):                                      # the shaft descends to slice 0
+        z = max(0, 8 - (x - 113))
+        hu[z:z + 2, 30:35, x] = 700.0
+    hu[1:10, 30:35, 47:60] = 700.0                                 # right: the same head, its shaft
+    hu[6:8, 30:35, 34:47] = 700.0                                  # level, ending inside the scan
+    ct = CTVolume.from_spacing(hu, (2, 1, 1))
+    boxes = _level_boxes(lab)
+    crops = [_crop_of(lab, lid, boxes[lid]) for lid in (19, 18)]
+    ext = [(0, 10, 5.0), (15, 25, 20.0)]
+    right, left, head_mm3, cut = _rib_reach(ct, crops[0], lab, ct.spacing, _BONE_HU, [ext[1]])
+    assert 20.0 < left < 32.0 and 20.0 < right < 32.0 and head_mm3 > 650.0
+    assert cut == (False, True)
+    sides = [_side_seen(r, head_mm3) for r in (right, left)]
+    assert sides == ["short", "short"]
+    assert [_side_at_edge(s, c) for s, c in zip(sides, cut)] == [None, "long"]
+    assert _side_at_edge("none", True) is None and _side_at_edge("long", False) == "long"
+    assert _rib_reach(ct, crops[1], lab, ct.spacing, _BONE_HU, [ext[0]])[3] == (False, False)

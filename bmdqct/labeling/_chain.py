@@ -203,7 +203,7 @@ def _decode_chain(volume, bodies: list[tuple[_Crop, int]], classes: np.ndarray, 
             reach = reaches[i]
             sides = tuple(_side_seen(r, reach[2]) for r in reach[:2])
             if _ribs_may_be_cut(crop):           # at the scan's edge ribs may be cut: count only a find
-                sides = tuple(s if s == "long" else None for s in sides)
+                sides = tuple(_side_at_edge(s, cut) for s, cut in zip(sides, reach[3]))
         cues.append(BodyCues(float(crop.centroid()[0]) * dz, votes, sides))
     sacrum = None
     if canal is not None and canal.valid.any():
@@ -285,6 +285,19 @@ def _convex_if_notched(mask: np.ndarray) -> np.ndarray:
         if mask[k].sum() < SOLIDITY * hull.sum():
             out[k] = hull
     return out
+
+
+def _side_at_edge(seen: str, cut: bool) -> str | None:
+    """What one side of a body near the scan's edge shows: only a rib found counts.
+
+    "None" is no evidence there (the rib may lie outside the scan); nor is a short
+    structure, unless it runs into the scan's end with rib-head bone beside the body
+    ("short" needs that bone): a rib cut by the scan's end, whose reach is only a
+    lower bound, counts as a rib.
+    """
+    if seen == "long" or (seen == "short" and cut):
+        return "long"
+    return None
 
 
 def _side_seen(reach_mm: float, head_mm3: float) -> str:

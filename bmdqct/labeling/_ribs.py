@@ -149,7 +149,7 @@ def check_rib_levels(volume: CTVolume, labels: VertebraLabels | LabelVolume, *,
                                                  [extents[n] for n in names],
                                                  own=[names.index(n) for n in checked])))
     for name in checked:
-        right, left, head_mm3 = found_reach[name]
+        right, left, head_mm3, _ = found_reach[name]
         reach[name] = (right, left)
         heads[name] = head_mm3
         # a long rib, or a short one (a lumbar rib) whose head sits beside the body;
@@ -203,10 +203,12 @@ def _rib_reaches(volume: CTVolume, bodies, labels: np.ndarray, spacing, bone_hu,
 
 
 def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, others=()):
-    """(right reach, left reach, rib-head bone) of one body, in mm and mm³.
+    """(right reach, left reach, rib-head bone, (right cut, left cut)) of one body, in mm and mm³.
 
     The reach is how far (mm beyond the lateral wall) a rib leaving the body's
-    level runs.
+    level runs. A side is *cut* when the structure that gives its reach runs into
+    the scan's first or last slice: a rib descends as it runs laterally, so near
+    the scan's end its course leaves the scan and its reach is only a lower bound.
 
     Bone lateral to the transverse-process zone (more than ``_RIB_ENTRY_MM``
     beyond the body's lateral wall) is grouped into connected structures; a
@@ -282,7 +284,8 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
         cols = np.nonzero(walls[r])[0] + c_off - region[2].start
         score_zone[r, max(cols[0] - outside_px, 0):max(cols[0], 0)] = True
         score_zone[r, cols[-1] + 1:cols[-1] + 1 + outside_px] = True
-    reach = []
+    reach, cut = [], []
+    ends = {0, volume.shape[0] - 1}     # the scan's first and last slice
     for side in ("right", "left"):
         beyond = (k_right - kk) * dx if side == "right" else (kk - k_left) * dx   # mm outside the wall
         lateral = bone & (beyond >= _RIB_ENTRY_MM)[None]
@@ -290,7 +293,7 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
         bridged = ndi.binary_dilation(lateral, np.ones((3, 1, 1), bool)) if spacing[0] > 1.5 else lateral
         lab, n = ndi.label(bridged, ndi.generate_binary_structure(3, 3))
         lab = np.where(lateral, lab, 0)
-        best = 0.0
+        best, best_cut = 0.0, False
         if n:
             entry = (lab > 0) & (behind & (beyond < _RIB_ENTRY_MM + 6.0))[None]
             for s, box in enumerate(ndi.find_objects(lab), start=1):
@@ -305,14 +308,17 @@ def _rib_reach(volume: CTVolume, body, labels: np.ndarray, spacing, bone_hu, oth
                 far = np.where(comp.any(axis=0), np.broadcast_to(beyond, bone.shape[1:])[box[1:]], -np.inf)
                 logger.debug("rib candidate %s: enters at slice %d (body slices %d-%d), reaches %.0f mm",
                              side, z_entry + k0, ks[0], ks[-1], float(far.max()))
-                best = max(best, float(far.max()))
+                if float(far.max()) > best:
+                    best = float(far.max())
+                    best_cut = bool({box[0].start + k0, box[0].stop - 1 + k0} & ends)  # scan slices
         reach.append(best)
+        cut.append(best_cut)
     # head bone in the central slices of the body's core
     core = np.nonzero(area >= 0.5 * area.max())[0] + k_off
     trim = int(0.15 * core.size)
     zc = (zz >= core[0] + trim) & (zz <= core[-1] - trim)
     head_mm3 = float(np.sum(bone[zc][:, score_zone])) * float(np.prod(spacing))
-    return (reach[0], reach[1], head_mm3)
+    return (reach[0], reach[1], head_mm3, (cut[0], cut[1]))
 
 
 def _ribs_may_be_cut(crop) -> bool:
